@@ -1,0 +1,445 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// EventType is a Resend webhook event type.
+// +kubebuilder:validation:Enum=email.sent;email.delivered;email.bounced;email.complained;email.opened;email.clicked;email.failed;email.delivery_delayed;email.scheduled;email.suppressed;email.received;contact.created;contact.updated;contact.deleted;domain.created;domain.updated;domain.deleted;suppression.added;suppression.removed
+type EventType string
+
+// ResendWebhookSpec describes one public webhook endpoint for Resend, the queue it feeds and the
+// workers that drain it.
+// +kubebuilder:validation:XValidation:rule="!has(self.worker) || !has(self.worker.replicas) || self.worker.replicas == 0 || has(self.worker.sink) || has(self.worker.image)",message="worker needs either sink.url (built-in worker) or image (your own worker built on the SDK)"
+type ResendWebhookSpec struct {
+	// SigningSecret names the Secret holding the Svix signing secrets ("whsec_...") that Resend
+	// shows for this endpoint.
+	// +required
+	SigningSecret SigningSecretRef `json:"signingSecret"`
+
+	// Events is an allowlist of event types to enqueue. Other event types are acknowledged with
+	// 200, counted in metrics, and dropped. Empty or absent means every event type.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	Events []EventType `json:"events,omitempty"`
+
+	// Queue is the Asynq queue on Redis that receivers write to and workers read from.
+	// +required
+	Queue QueueSpec `json:"queue"`
+
+	// Retry is the policy workers apply when processing an event fails.
+	// +optional
+	// +kubebuilder:default={}
+	Retry RetryPolicy `json:"retry,omitempty"`
+
+	// MaxDuration is how long one processing attempt may run before it counts as failed
+	// (Asynq Timeout). Go duration syntax, e.g. "60s", "2m".
+	// +optional
+	// +kubebuilder:default="60s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="maxDuration must be between 1s and 24h"
+	MaxDuration *metav1.Duration `json:"maxDuration,omitempty"`
+
+	// Receiver configures the pods that verify and enqueue incoming webhooks.
+	// +optional
+	// +kubebuilder:default={}
+	Receiver ReceiverSpec `json:"receiver,omitempty"`
+
+	// Ingress exposes the receivers publicly. Absent means no Ingress is created (bring your own).
+	// +optional
+	Ingress *IngressSpec `json:"ingress,omitempty"`
+
+	// Worker runs pods that process queued events. Absent means no worker Deployment: external
+	// consumers read the queue themselves.
+	// +optional
+	Worker *WorkerSpec `json:"worker,omitempty"`
+}
+
+// SigningSecretRef points at a Secret in the same namespace holding one or more signing secrets.
+type SigningSecretRef struct {
+	// Name of the Secret, in the namespace of the ResendWebhook.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// Keys of the Secret whose values are signing secrets ("whsec_..."). A request is accepted
+	// when its signature matches any of them, so a secret can be rotated without downtime: add
+	// the new key, switch Resend over, then remove the old key.
+	// +optional
+	// +kubebuilder:default={"signing-secret"}
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +listType=set
+	Keys []string `json:"keys,omitempty"`
+}
+
+// SecretKeyRef selects one key of a Secret in the same namespace.
+type SecretKeyRef struct {
+	// Name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Key within the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
+}
+
+// QueueSpec selects the Redis server and Asynq queue.
+type QueueSpec struct {
+	// Name of the Asynq queue. Defaults to "<namespace>.<name>" of this ResendWebhook.
+	// +optional
+	// +kubebuilder:validation:MaxLength=200
+	// +kubebuilder:validation:Pattern=`^[-._:a-zA-Z0-9]+$`
+	Name string `json:"name,omitempty"`
+
+	// Redis is the server holding the queue.
+	// +required
+	Redis RedisSpec `json:"redis"`
+
+	// DedupWindow is how long a delivered event's svix-id is remembered after it completed, so a
+	// re-delivery from Resend is acknowledged without being processed twice (Asynq Retention).
+	// +optional
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('720h')",message="dedupWindow must be at most 720h (30 days)"
+	DedupWindow *metav1.Duration `json:"dedupWindow,omitempty"`
+}
+
+// RedisSpec says how to reach Redis.
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || self.url.startsWith('rediss://')",message="tls is only used with a rediss:// url"
+type RedisSpec struct {
+	// URL of Redis: redis://host:port/db, or rediss://host:port/db for TLS. Put no password in
+	// it; use passwordSecretRef. With sentinel, only the scheme and db of the URL are used.
+	// +required
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^rediss?://[^\s]+$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^rediss?://[^/@]*:[^/@]*@')",message="url must not contain a password; put it in a Secret and use passwordSecretRef"
+	URL string `json:"url"`
+
+	// PasswordSecretRef selects the Secret key holding the Redis password.
+	// +optional
+	PasswordSecretRef *SecretKeyRef `json:"passwordSecretRef,omitempty"`
+
+	// Sentinel switches to Redis Sentinel: the master is looked up by name from these sentinels.
+	// +optional
+	Sentinel *SentinelSpec `json:"sentinel,omitempty"`
+
+	// TLS configures verification of the Redis server certificate for rediss:// URLs.
+	// +optional
+	TLS *RedisTLSSpec `json:"tls,omitempty"`
+}
+
+// SentinelSpec locates a Redis master through Sentinel.
+type SentinelSpec struct {
+	// MasterName is the name of the master set in Sentinel.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	MasterName string `json:"masterName"`
+	// Addrs of the sentinels, "host:port".
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Pattern=`^[^\s:]+:[0-9]+$`
+	Addrs []string `json:"addrs"`
+}
+
+// RedisTLSSpec configures TLS to Redis.
+type RedisTLSSpec struct {
+	// CASecretRef selects a PEM bundle of CAs to trust instead of the system CAs.
+	// +optional
+	CASecretRef *SecretKeyRef `json:"caSecretRef,omitempty"`
+	// InsecureSkipVerify disables certificate verification. Only for testing.
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// RetryPolicy decides when a failed event is tried again. After failed attempt n (1 = the
+// first attempt) the worker waits min(maxBackoff, R * minBackoff * factor^(n-1)), where R is a
+// random number in [1,2) when randomize is true and 1 otherwise. After maxAttempts failed
+// attempts the event moves to the dead-letter set (Asynq "archived").
+// +kubebuilder:validation:XValidation:rule="!has(self.minBackoff) || !has(self.maxBackoff) || duration(self.minBackoff) <= duration(self.maxBackoff)",message="minBackoff must not be greater than maxBackoff"
+type RetryPolicy struct {
+	// MaxAttempts is the total number of attempts, the first included (1 = never retry).
+	// +optional
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=25
+	MaxAttempts *int32 `json:"maxAttempts,omitempty"`
+
+	// Factor multiplies the delay after each further failed attempt (exponential backoff).
+	// 1 keeps the delay constant at minBackoff.
+	// +optional
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10
+	Factor *int32 `json:"factor,omitempty"`
+
+	// MinBackoff is the delay after the first failed attempt, before randomization.
+	// +optional
+	// +kubebuilder:default="1s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="minBackoff must not be negative"
+	MinBackoff *metav1.Duration `json:"minBackoff,omitempty"`
+
+	// MaxBackoff caps the delay between attempts.
+	// +optional
+	// +kubebuilder:default="10s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('24h')",message="maxBackoff must be at most 24h"
+	MaxBackoff *metav1.Duration `json:"maxBackoff,omitempty"`
+
+	// Randomize multiplies each delay by a random factor in [1,2) so that many failing events
+	// do not retry in lockstep.
+	// +optional
+	// +kubebuilder:default=true
+	Randomize *bool `json:"randomize,omitempty"`
+}
+
+// PodSettings are the pod-level knobs shared by receivers and workers.
+type PodSettings struct {
+	// Image overrides the container image. Defaults to the operator's own image.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Image string `json:"image,omitempty"`
+	// Resources of the container. Defaults to modest requests.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+	// NodeSelector for the pods.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// Tolerations for the pods.
+	// +optional
+	// +listType=atomic
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+	// Affinity for the pods.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+}
+
+// ReceiverSpec configures the receiver pods.
+// +kubebuilder:validation:XValidation:rule="!has(self.autoscaling) || !has(self.autoscaling.minReplicas) || self.autoscaling.minReplicas <= self.autoscaling.maxReplicas",message="autoscaling.minReplicas must not be greater than maxReplicas"
+type ReceiverSpec struct {
+	// Replicas of the receiver. Ignored when autoscaling is set.
+	// +optional
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	PodSettings `json:",inline"`
+
+	// MaxBodyBytes is the largest request body accepted; larger requests get 413.
+	// +optional
+	// +kubebuilder:default=1048576
+	// +kubebuilder:validation:Minimum=1024
+	// +kubebuilder:validation:Maximum=67108864
+	MaxBodyBytes *int64 `json:"maxBodyBytes,omitempty"`
+
+	// Tolerance is the allowed clock skew between svix-timestamp and the receiver's clock;
+	// older or newer requests get 401 (replay protection).
+	// +optional
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="tolerance must be between 1s and 24h"
+	Tolerance *metav1.Duration `json:"tolerance,omitempty"`
+
+	// Autoscaling adds a HorizontalPodAutoscaler on CPU for the receivers.
+	// +optional
+	Autoscaling *AutoscalingSpec `json:"autoscaling,omitempty"`
+}
+
+// AutoscalingSpec configures a HorizontalPodAutoscaler.
+type AutoscalingSpec struct {
+	// MinReplicas is the lower bound.
+	// +optional
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	MinReplicas *int32 `json:"minReplicas,omitempty"`
+	// MaxReplicas is the upper bound.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	MaxReplicas int32 `json:"maxReplicas"`
+	// TargetCPUUtilizationPercentage is the average CPU use, in percent of requests, to aim for.
+	// +optional
+	// +kubebuilder:default=70
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	TargetCPUUtilizationPercentage *int32 `json:"targetCPUUtilizationPercentage,omitempty"`
+}
+
+// IngressSpec describes the public endpoint.
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || (has(self.host) && self.host != ”)",message="ingress.tls needs ingress.host"
+type IngressSpec struct {
+	// ClassName of the ingress controller. Absent uses the cluster's default class.
+	// +optional
+	ClassName *string `json:"className,omitempty"`
+	// Host name Resend posts to, e.g. "hooks.example.com". Absent matches any host.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Host string `json:"host,omitempty"`
+	// Path prefix of the endpoint.
+	// +optional
+	// +kubebuilder:default="/"
+	// +kubebuilder:validation:Pattern=`^/[^\s]*$`
+	Path string `json:"path,omitempty"`
+	// TLS terminates HTTPS at the Ingress with the certificate in this Secret.
+	// +optional
+	TLS *IngressTLS `json:"tls,omitempty"`
+	// Annotations added to the Ingress (e.g. for cert-manager or rate limits).
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// IngressTLS names the certificate Secret of the Ingress.
+type IngressTLS struct {
+	// SecretName of a kubernetes.io/tls Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	SecretName string `json:"secretName"`
+}
+
+// WorkerSpec configures the worker pods.
+type WorkerSpec struct {
+	// Replicas of the worker.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Concurrency is how many events one worker pod processes at once.
+	// +optional
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	Concurrency *int32 `json:"concurrency,omitempty"`
+
+	PodSettings `json:",inline"`
+
+	// Sink is where the built-in worker POSTs each event. Leave it out when image runs your own
+	// worker.
+	// +optional
+	Sink *SinkSpec `json:"sink,omitempty"`
+}
+
+// SinkSpec is an HTTP endpoint that receives each event.
+type SinkSpec struct {
+	// URL the worker POSTs events to.
+	// +required
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
+	URL string `json:"url"`
+	// Timeout of one POST; a slower sink counts as a failed attempt.
+	// +optional
+	// +kubebuilder:default="10s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// SigningSecretRef selects a "whsec_..." secret the worker signs each POST with (Standard
+	// Webhooks / Svix scheme), so the sink can verify it.
+	// +optional
+	SigningSecretRef *SecretKeyRef `json:"signingSecretRef,omitempty"`
+}
+
+// ResendWebhookStatus is what the operator observed.
+type ResendWebhookStatus struct {
+	// ObservedGeneration is the generation of the spec this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, SecretResolved, ReceiverAvailable, WorkerAvailable, IngressReady,
+	// QueueReachable.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// URL is the public endpoint to register in Resend, from the Ingress.
+	// +optional
+	URL string `json:"url,omitempty"`
+
+	// Receiver reports the receiver pods.
+	// +optional
+	Receiver ComponentStatus `json:"receiver,omitempty"`
+
+	// Worker reports the worker pods.
+	// +optional
+	Worker ComponentStatus `json:"worker,omitempty"`
+
+	// Queue reports the queue's figures.
+	// +optional
+	Queue QueueStatus `json:"queue"`
+}
+
+// ComponentStatus reports a Deployment.
+type ComponentStatus struct {
+	// ReadyReplicas is the number of ready pods.
+	ReadyReplicas int32 `json:"readyReplicas"`
+}
+
+// QueueStatus reports the size of each Asynq state of the queue.
+type QueueStatus struct {
+	// Name of the queue.
+	// +optional
+	Name string `json:"name,omitempty"`
+	// Pending tasks wait for a worker.
+	Pending int64 `json:"pending"`
+	// Active tasks are being processed.
+	Active int64 `json:"active"`
+	// Scheduled tasks wait for their time.
+	Scheduled int64 `json:"scheduled"`
+	// Retry tasks failed and wait for their next attempt.
+	Retry int64 `json:"retry"`
+	// Archived tasks are dead letters: they exhausted their attempts or failed permanently.
+	Archived int64 `json:"archived"`
+	// UpdatedAt is when these figures were read from Redis.
+	// +optional
+	UpdatedAt *metav1.Time `json:"updatedAt,omitempty"`
+}
+
+// ResendWebhook runs a verified, queued endpoint for Resend's webhooks.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=rwh,categories=resend
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.url`
+// +kubebuilder:printcolumn:name="Queue",type=string,JSONPath=`.status.queue.name`
+// +kubebuilder:printcolumn:name="Pending",type=integer,JSONPath=`.status.queue.pending`
+// +kubebuilder:printcolumn:name="Dead",type=integer,JSONPath=`.status.queue.archived`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ResendWebhook struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec ResendWebhookSpec `json:"spec"`
+	// +optional
+	Status ResendWebhookStatus `json:"status,omitempty"`
+}
+
+// ResendWebhookList is a list of ResendWebhooks.
+// +kubebuilder:object:root=true
+type ResendWebhookList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ResendWebhook `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ResendWebhook{}, &ResendWebhookList{})
+}

@@ -1,0 +1,180 @@
+// Package redisconn turns the Redis flags shared by receiver and worker (and the values the
+// controller reads from Secrets) into an asynq connection option.
+package redisconn
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
+)
+
+// Config says how to reach Redis.
+type Config struct {
+	// URL is redis://[:password@]host:port/db, rediss://… (TLS) or
+	// redis-sentinel://[:password@]host1:port,host2:port/db?master=NAME.
+	URL string
+	// Password overrides a password in URL when not empty.
+	Password string
+	// SentinelMaster and SentinelAddrs select Sentinel mode with URL's scheme, db and password.
+	SentinelMaster string
+	SentinelAddrs  []string
+	// CAPEM is a PEM bundle of CAs for TLS; empty means system CAs.
+	CAPEM []byte
+	// InsecureSkipVerify disables TLS certificate checks.
+	InsecureSkipVerify bool
+	// PoolSize of the connection pool; 0 means go-redis' default.
+	PoolSize int
+}
+
+// ConnOpt validates c and returns the asynq connection option.
+func (c Config) ConnOpt() (asynq.RedisConnOpt, error) {
+	if c.URL == "" {
+		return nil, errors.New("redis url is empty")
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", redactErr(err))
+	}
+	password, _ := u.User.Password()
+	if c.Password != "" {
+		password = c.Password
+	}
+	db := 0
+	if p := strings.Trim(u.Path, "/"); p != "" {
+		if db, err = strconv.Atoi(p); err != nil || db < 0 {
+			return nil, fmt.Errorf("redis url: database %q is not a non-negative number", p)
+		}
+	}
+	var tlsConf *tls.Config
+	switch u.Scheme {
+	case "redis", "redis-sentinel":
+	case "rediss", "rediss-sentinel":
+		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // opt-in for testing only
+		if len(c.CAPEM) > 0 {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(c.CAPEM) {
+				return nil, errors.New("redis tls: CA bundle holds no PEM certificate")
+			}
+			tlsConf.RootCAs = pool
+		}
+	default:
+		return nil, fmt.Errorf("redis url: scheme %q is not redis, rediss or redis-sentinel", u.Scheme)
+	}
+	master, addrs := c.SentinelMaster, c.SentinelAddrs
+	if strings.HasSuffix(u.Scheme, "-sentinel") {
+		if master == "" {
+			master = u.Query().Get("master")
+		}
+		if len(addrs) == 0 {
+			addrs = strings.Split(u.Host, ",")
+		}
+		if master == "" {
+			return nil, errors.New("redis sentinel url needs ?master=NAME")
+		}
+	}
+	if master != "" {
+		return asynq.RedisFailoverClientOpt{
+			MasterName:    master,
+			SentinelAddrs: addrs,
+			Password:      password,
+			DB:            db,
+			TLSConfig:     tlsConf,
+			PoolSize:      c.PoolSize,
+			DialTimeout:   5 * time.Second,
+		}, nil
+	}
+	if u.Host == "" {
+		return nil, errors.New("redis url has no host")
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host += ":6379"
+	}
+	if tlsConf != nil {
+		tlsConf.ServerName = u.Hostname()
+	}
+	return asynq.RedisClientOpt{
+		Addr:        host,
+		Username:    u.User.Username(),
+		Password:    password,
+		DB:          db,
+		TLSConfig:   tlsConf,
+		PoolSize:    c.PoolSize,
+		DialTimeout: 5 * time.Second,
+	}, nil
+}
+
+// redactErr keeps url.Parse errors from echoing a password back into logs.
+func redactErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
+}
+
+// Ping checks that Redis answers with the given option's credentials.
+func Ping(ctx context.Context, opt asynq.RedisConnOpt) error {
+	c, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return errors.New("unexpected redis client type")
+	}
+	defer func() { _ = c.Close() }()
+	return c.Ping(ctx).Err()
+}
+
+// Flags are the Redis command-line flags of receiver and worker.
+type Flags struct {
+	URL                string
+	PasswordFile       string
+	SentinelMaster     string
+	SentinelAddrs      cli.StringList
+	CAFile             string
+	InsecureSkipVerify bool
+}
+
+// Register adds the flags to fs.
+func (f *Flags) Register(fs *flag.FlagSet) {
+	fs.StringVar(&f.URL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL: redis://[:password@]host:port/db, rediss://… for TLS, redis-sentinel://host1:port,host2:port/db?master=NAME")
+	fs.StringVar(&f.PasswordFile, "redis-password-file", "", "file holding the Redis password (overrides a password in --redis-url)")
+	fs.StringVar(&f.SentinelMaster, "redis-sentinel-master", "", "use Redis Sentinel: name of the master set (sentinels from --redis-sentinel-addrs)")
+	fs.Var(&f.SentinelAddrs, "redis-sentinel-addrs", "comma-separated host:port of Redis sentinels")
+	fs.StringVar(&f.CAFile, "redis-ca-file", "", "PEM file of CAs to trust for rediss:// (default: system CAs)")
+	fs.BoolVar(&f.InsecureSkipVerify, "redis-insecure-skip-verify", false, "do not verify the Redis TLS certificate (testing only)")
+}
+
+// Config reads the files the flags name and returns the Config.
+func (f *Flags) Config() (Config, error) {
+	c := Config{URL: f.URL, SentinelMaster: f.SentinelMaster, SentinelAddrs: f.SentinelAddrs, InsecureSkipVerify: f.InsecureSkipVerify}
+	if f.PasswordFile != "" {
+		b, err := os.ReadFile(f.PasswordFile)
+		if err != nil {
+			return c, fmt.Errorf("--redis-password-file: %w", err)
+		}
+		c.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	if f.CAFile != "" {
+		b, err := os.ReadFile(f.CAFile)
+		if err != nil {
+			return c, fmt.Errorf("--redis-ca-file: %w", err)
+		}
+		c.CAPEM = b
+	}
+	if len(c.SentinelAddrs) > 0 && c.SentinelMaster == "" {
+		return c, errors.New("--redis-sentinel-addrs needs --redis-sentinel-master")
+	}
+	return c, nil
+}

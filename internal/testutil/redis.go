@@ -1,0 +1,151 @@
+// Package testutil starts the real servers integration tests need: a private redis-server on a
+// free loopback port, and the envtest control plane binaries.
+package testutil
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is a private redis-server on 127.0.0.1.
+type Redis struct {
+	Port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+// Addr is "127.0.0.1:port".
+func (r *Redis) Addr() string { return "127.0.0.1:" + strconv.Itoa(r.Port) }
+
+// URL is "redis://127.0.0.1:port/0".
+func (r *Redis) URL() string { return "redis://" + r.Addr() + "/0" }
+
+// StartRedis starts a redis-server for the test and stops it at cleanup.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	r, err := NewRedis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// NewRedis starts a redis-server (for TestMain or benchmarks); call Close when done.
+func NewRedis() (*Redis, error) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return nil, fmt.Errorf("redis-server not found: run 'make redis' (or 'make test', which installs it): %w", err)
+	}
+	dir, err := os.MkdirTemp("", "rwh-redis-")
+	if err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for range 5 { // a free port can be taken between probing and binding; try another
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		r := &Redis{Port: port, dir: dir}
+		if lastErr = r.Start(); lastErr == nil {
+			return r, nil
+		}
+	}
+	_ = os.RemoveAll(dir)
+	return nil, lastErr
+}
+
+// Start (re)starts the server on its port, e.g. after Stop in a fault test.
+func (r *Redis) Start() error {
+	r.cmd = exec.Command("redis-server",
+		"--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1", "--dir", r.dir,
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+	logf, err := os.Create(filepath.Join(r.dir, "redis.log"))
+	if err != nil {
+		return err
+	}
+	r.cmd.Stdout, r.cmd.Stderr = logf, logf
+	if err := r.cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = r.cmd.Wait(); _ = logf.Close(); close(exited) }()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1})
+	defer func() { _ = c.Close() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("redis-server on port %d exited at start: %s", r.Port, tail(filepath.Join(r.dir, "redis.log")))
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.Stop()
+	return fmt.Errorf("redis-server on port %d did not answer PING within 10s", r.Port)
+}
+
+// Stop kills the server (its data is lost; it keeps no files).
+func (r *Redis) Stop() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		for range 100 { // wait until the port is free so a restart can bind it
+			if r.cmd.ProcessState != nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// Close stops the server and removes its directory.
+func (r *Redis) Close() {
+	r.Stop()
+	_ = os.RemoveAll(r.dir)
+}
+
+// Client returns a go-redis client for the server, closed at test cleanup.
+func (r *Redis) Client(t testing.TB) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func tail(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer func() { _ = f.Close() }()
+	var last string
+	for s := bufio.NewScanner(f); s.Scan(); {
+		last = s.Text()
+	}
+	return last
+}
