@@ -407,9 +407,6 @@ type QueueStatus struct {
 	Retry int64 `json:"retry"`
 	// Archived tasks are dead letters: they exhausted their attempts or failed permanently.
 	Archived int64 `json:"archived"`
-	// UpdatedAt is when these figures were read from Redis.
-	// +optional
-	UpdatedAt *metav1.Time `json:"updatedAt,omitempty"`
 }
 
 // ResendWebhook runs a verified, queued endpoint for Resend's webhooks.
