@@ -13,13 +13,14 @@ import (
 	"syscall"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/deadletter"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/manager"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/sender"
 	"github.com/resend-webhook-operator/resend-webhook-operator/receiver"
 	"github.com/resend-webhook-operator/resend-webhook-operator/worker"
 )
 
-var commands = []cli.Command{manager.Command, receiver.Command, worker.Command, sender.Command}
+var commands = []cli.Command{manager.Command, receiver.Command, worker.Command, sender.Command, deadletter.Command}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
