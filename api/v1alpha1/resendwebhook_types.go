@@ -9,38 +9,49 @@ import (
 // +kubebuilder:validation:Enum=email.sent;email.delivered;email.bounced;email.complained;email.opened;email.clicked;email.failed;email.delivery_delayed;email.scheduled;email.suppressed;email.received;contact.created;contact.updated;contact.deleted;domain.created;domain.updated;domain.deleted;suppression.added;suppression.removed
 type EventType string
 
-// ResendWebhookSpec describes one public webhook endpoint for Resend, the queue it feeds and the
-// workers that drain it.
+// ResendWebhookSpec describes one public webhook endpoint for Resend, the
+// queue it feeds and the workers that drain it.
 // +kubebuilder:validation:XValidation:rule="!has(self.worker) || !has(self.worker.replicas) || self.worker.replicas == 0 || has(self.worker.sink) || has(self.worker.image)",message="worker needs either sink.url (built-in worker) or image (your own worker built on the SDK)"
+// +kubebuilder:validation:XValidation:rule="!has(self.worker) || !has(self.worker.sink) || !has(self.worker.sink.timeout) || !has(self.maxDuration) || !self.worker.sink.timeout.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.maxDuration.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.worker.sink.timeout) <= duration(self.maxDuration)",message="worker.sink.timeout must not be greater than maxDuration, the time one attempt may take"
 type ResendWebhookSpec struct {
-	// SigningSecret names the Secret holding the Svix signing secrets ("whsec_...") that Resend
-	// shows for this endpoint.
+	// SigningSecret names the Secret holding the Svix signing secrets
+	// ("whsec_...") that Resend shows for this endpoint.
 	// +required
 	SigningSecret SigningSecretRef `json:"signingSecret"`
 
-	// Events is an allowlist of event types to enqueue. Other event types are acknowledged with
-	// 200, counted in metrics, and dropped. Empty or absent means every event type.
+	// Events is an allowlist of event types to enqueue. Other event types are
+	// acknowledged with 200, counted in metrics, and dropped. Empty or absent
+	// means every event type.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
 	Events []EventType `json:"events,omitempty"`
 
-	// Queue is the Asynq queue on Redis that receivers write to and workers read from.
+	// Queue is the Asynq queue on Redis that receivers write to and workers
+	// read from.
 	// +required
 	Queue QueueSpec `json:"queue"`
 
-	// Retry is the policy workers apply when processing an event fails.
+	// Retry is the policy workers apply when processing an event fails. After
+	// failed attempt n (1 = the first attempt) the worker waits
+	// min(maxBackoff, R * minBackoff * factor^(n-1)), where R is a random
+	// number in [1,2) when randomize is true and 1 otherwise. After
+	// maxAttempts failed attempts the event moves to the dead-letter set
+	// (Asynq "archived") and stays there until someone replays it. With the
+	// defaults (maxAttempts 3, factor 2, minBackoff 1s, maxBackoff 10s,
+	// randomize) an event is retried after 1-2s, then after 2-4s.
 	// +optional
 	// +kubebuilder:default={}
 	Retry RetryPolicy `json:"retry,omitempty"`
 
-	// MaxDuration is how long one processing attempt may run before it counts as failed
-	// (Asynq Timeout). Go duration syntax, e.g. "60s", "2m".
+	// MaxDuration is how long one processing attempt may run before it counts
+	// as failed (Asynq Timeout). Go duration syntax, e.g. "60s", "2m".
 	// +optional
 	// +kubebuilder:default="60s"
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="maxDuration must be between 1s and 24h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) >= duration('1s') && duration(self) <= duration('24h'))",message="maxDuration must be between 1s and 24h"
 	MaxDuration *metav1.Duration `json:"maxDuration,omitempty"`
 
 	// Receiver configures the pods that verify and enqueue incoming webhooks.
@@ -48,17 +59,19 @@ type ResendWebhookSpec struct {
 	// +kubebuilder:default={}
 	Receiver ReceiverSpec `json:"receiver,omitempty"`
 
-	// Ingress exposes the receivers publicly. Absent means no Ingress is created (bring your own).
+	// Ingress exposes the receivers publicly. Absent means no Ingress is
+	// created (bring your own).
 	// +optional
 	Ingress *IngressSpec `json:"ingress,omitempty"`
 
-	// Worker runs pods that process queued events. Absent means no worker Deployment: external
-	// consumers read the queue themselves.
+	// Worker runs pods that process queued events. Absent means no worker
+	// Deployment: external consumers read the queue themselves.
 	// +optional
 	Worker *WorkerSpec `json:"worker,omitempty"`
 }
 
-// SigningSecretRef points at a Secret in the same namespace holding one or more signing secrets.
+// SigningSecretRef points at a Secret in the same namespace holding one or
+// more signing secrets.
 type SigningSecretRef struct {
 	// Name of the Secret, in the namespace of the ResendWebhook.
 	// +required
@@ -66,9 +79,10 @@ type SigningSecretRef struct {
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 
-	// Keys of the Secret whose values are signing secrets ("whsec_..."). A request is accepted
-	// when its signature matches any of them, so a secret can be rotated without downtime: add
-	// the new key, switch Resend over, then remove the old key.
+	// Keys of the Secret whose values are signing secrets ("whsec_..."). A
+	// request is accepted when its signature matches any of them, so a secret
+	// can be rotated without downtime: add the new key, switch Resend over,
+	// then remove the old key.
 	// +optional
 	// +kubebuilder:default={"signing-secret"}
 	// +kubebuilder:validation:MinItems=1
@@ -95,7 +109,8 @@ type SecretKeyRef struct {
 
 // QueueSpec selects the Redis server and Asynq queue.
 type QueueSpec struct {
-	// Name of the Asynq queue. Defaults to "<namespace>.<name>" of this ResendWebhook.
+	// Name of the Asynq queue. Defaults to "<namespace>.<name>" of this
+	// ResendWebhook.
 	// +optional
 	// +kubebuilder:validation:MaxLength=200
 	// +kubebuilder:validation:Pattern=`^[-._:a-zA-Z0-9]+$`
@@ -105,21 +120,24 @@ type QueueSpec struct {
 	// +required
 	Redis RedisSpec `json:"redis"`
 
-	// DedupWindow is how long a delivered event's svix-id is remembered after it completed, so a
-	// re-delivery from Resend is acknowledged without being processed twice (Asynq Retention).
+	// DedupWindow is how long a delivered event's svix-id is remembered after
+	// it completed, so a re-delivery from Resend is acknowledged without being
+	// processed twice (Asynq Retention).
 	// +optional
 	// +kubebuilder:default="24h"
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('720h')",message="dedupWindow must be at most 720h (30 days)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) <= duration('720h'))",message="dedupWindow must be at most 720h (30 days)"
 	DedupWindow *metav1.Duration `json:"dedupWindow,omitempty"`
 }
 
 // RedisSpec says how to reach Redis.
 // +kubebuilder:validation:XValidation:rule="!has(self.tls) || self.url.startsWith('rediss://')",message="tls is only used with a rediss:// url"
 type RedisSpec struct {
-	// URL of Redis: redis://host:port/db, or rediss://host:port/db for TLS. Put no password in
-	// it; use passwordSecretRef. With sentinel, only the scheme and db of the URL are used.
+	// URL of Redis: redis://host:port/db, or rediss://host:port/db for TLS.
+	// Put no password in it; use passwordSecretRef. With sentinel, only the
+	// scheme and db of the URL are used.
 	// +required
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:Pattern=`^rediss?://[^\s]+$`
@@ -130,11 +148,13 @@ type RedisSpec struct {
 	// +optional
 	PasswordSecretRef *SecretKeyRef `json:"passwordSecretRef,omitempty"`
 
-	// Sentinel switches to Redis Sentinel: the master is looked up by name from these sentinels.
+	// Sentinel switches to Redis Sentinel: the master is looked up by name
+	// from these sentinels.
 	// +optional
 	Sentinel *SentinelSpec `json:"sentinel,omitempty"`
 
-	// TLS configures verification of the Redis server certificate for rediss:// URLs.
+	// TLS configures verification of the Redis server certificate for
+	// rediss:// URLs.
 	// +optional
 	TLS *RedisTLSSpec `json:"tls,omitempty"`
 }
@@ -155,7 +175,8 @@ type SentinelSpec struct {
 
 // RedisTLSSpec configures TLS to Redis.
 type RedisTLSSpec struct {
-	// CASecretRef selects a PEM bundle of CAs to trust instead of the system CAs.
+	// CASecretRef selects a PEM bundle of CAs to trust instead of the system
+	// CAs.
 	// +optional
 	CASecretRef *SecretKeyRef `json:"caSecretRef,omitempty"`
 	// InsecureSkipVerify disables certificate verification. Only for testing.
@@ -163,45 +184,55 @@ type RedisTLSSpec struct {
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
 }
 
-// RetryPolicy decides when a failed event is tried again. After failed attempt n (1 = the
-// first attempt) the worker waits min(maxBackoff, R * minBackoff * factor^(n-1)), where R is a
-// random number in [1,2) when randomize is true and 1 otherwise. After maxAttempts failed
-// attempts the event moves to the dead-letter set (Asynq "archived").
-// +kubebuilder:validation:XValidation:rule="!has(self.minBackoff) || !has(self.maxBackoff) || duration(self.minBackoff) <= duration(self.maxBackoff)",message="minBackoff must not be greater than maxBackoff"
+// RetryPolicy decides when a failed event is tried again. After failed
+// attempt n (1 = the first attempt) the worker waits min(maxBackoff, R *
+// minBackoff * factor^(n-1)), where R is a random number in [1,2) when
+// randomize is true and 1 otherwise. After maxAttempts failed attempts the
+// event moves to the dead-letter set (Asynq "archived").
+// +kubebuilder:validation:XValidation:rule="!has(self.minBackoff) || !has(self.maxBackoff) || !self.minBackoff.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.maxBackoff.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.minBackoff) <= duration(self.maxBackoff)",message="minBackoff must not be greater than maxBackoff"
 type RetryPolicy struct {
-	// MaxAttempts is the total number of attempts, the first included (1 = never retry).
+	// MaxAttempts is the total number of attempts, the first included: 1 never
+	// retries. After the last failed attempt the event is archived as a dead
+	// letter. 1 to 25; default 3.
 	// +optional
 	// +kubebuilder:default=3
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=25
 	MaxAttempts *int32 `json:"maxAttempts,omitempty"`
 
-	// Factor multiplies the delay after each further failed attempt (exponential backoff).
-	// 1 keeps the delay constant at minBackoff.
+	// Factor multiplies the delay after each further failed attempt
+	// (exponential backoff): with minBackoff 1s and factor 2 the delays are
+	// 1s, 2s, 4s, ... up to maxBackoff. 1 keeps the delay constant at
+	// minBackoff. An integer from 1 to 10; default 2.
 	// +optional
 	// +kubebuilder:default=2
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=10
 	Factor *int32 `json:"factor,omitempty"`
 
-	// MinBackoff is the delay after the first failed attempt, before randomization.
+	// MinBackoff is the delay after the first failed attempt, before
+	// randomization. A Go duration such as "500ms" or "1s"; at most
+	// maxBackoff; default "1s".
 	// +optional
 	// +kubebuilder:default="1s"
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="minBackoff must not be negative"
 	MinBackoff *metav1.Duration `json:"minBackoff,omitempty"`
 
-	// MaxBackoff caps the delay between attempts.
+	// MaxBackoff caps the delay between two attempts, randomization included.
+	// A Go duration such as "10s" or "5m"; at most "24h"; default "10s".
 	// +optional
 	// +kubebuilder:default="10s"
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('24h')",message="maxBackoff must be at most 24h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) <= duration('24h'))",message="maxBackoff must be at most 24h"
 	MaxBackoff *metav1.Duration `json:"maxBackoff,omitempty"`
 
-	// Randomize multiplies each delay by a random factor in [1,2) so that many failing events
-	// do not retry in lockstep.
+	// Randomize multiplies each delay by a random factor in [1,2) (capped at
+	// maxBackoff) so that many events failing together do not retry in
+	// lockstep. Default true.
 	// +optional
 	// +kubebuilder:default=true
 	Randomize *bool `json:"randomize,omitempty"`
@@ -209,7 +240,8 @@ type RetryPolicy struct {
 
 // PodSettings are the pod-level knobs shared by receivers and workers.
 type PodSettings struct {
-	// Image overrides the container image. Defaults to the operator's own image.
+	// Image overrides the container image. Defaults to the operator's own
+	// image.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	Image string `json:"image,omitempty"`
@@ -240,20 +272,22 @@ type ReceiverSpec struct {
 
 	PodSettings `json:",inline"`
 
-	// MaxBodyBytes is the largest request body accepted; larger requests get 413.
+	// MaxBodyBytes is the largest request body accepted; larger requests get
+	// 413.
 	// +optional
 	// +kubebuilder:default=1048576
 	// +kubebuilder:validation:Minimum=1024
 	// +kubebuilder:validation:Maximum=67108864
 	MaxBodyBytes *int64 `json:"maxBodyBytes,omitempty"`
 
-	// Tolerance is the allowed clock skew between svix-timestamp and the receiver's clock;
-	// older or newer requests get 401 (replay protection).
+	// Tolerance is the allowed clock skew between svix-timestamp and the
+	// receiver's clock; older or newer requests get 401 (replay protection).
 	// +optional
 	// +kubebuilder:default="5m"
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="tolerance must be between 1s and 24h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) >= duration('1s') && duration(self) <= duration('24h'))",message="tolerance must be between 1s and 24h"
 	Tolerance *metav1.Duration `json:"tolerance,omitempty"`
 
 	// Autoscaling adds a HorizontalPodAutoscaler on CPU for the receivers.
@@ -273,7 +307,8 @@ type AutoscalingSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000
 	MaxReplicas int32 `json:"maxReplicas"`
-	// TargetCPUUtilizationPercentage is the average CPU use, in percent of requests, to aim for.
+	// TargetCPUUtilizationPercentage is the average CPU use, in percent of
+	// requests, to aim for.
 	// +optional
 	// +kubebuilder:default=70
 	// +kubebuilder:validation:Minimum=1
@@ -281,13 +316,19 @@ type AutoscalingSpec struct {
 	TargetCPUUtilizationPercentage *int32 `json:"targetCPUUtilizationPercentage,omitempty"`
 }
 
+// CEL rules in markers must not contain two adjacent single quotes (an
+// empty CEL string): gofmt rewrites them to a typographic quote in doc
+// comments, which CEL cannot parse.
+
 // IngressSpec describes the public endpoint.
-// +kubebuilder:validation:XValidation:rule="!has(self.tls) || (has(self.host) && self.host != ”)",message="ingress.tls needs ingress.host"
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || (has(self.host) && size(self.host) > 0)",message="ingress.tls needs ingress.host: certificates are issued for a host name"
 type IngressSpec struct {
-	// ClassName of the ingress controller. Absent uses the cluster's default class.
+	// ClassName of the ingress controller. Absent uses the cluster's default
+	// class.
 	// +optional
 	ClassName *string `json:"className,omitempty"`
-	// Host name Resend posts to, e.g. "hooks.example.com". Absent matches any host.
+	// Host name Resend posts to, e.g. "hooks.example.com". Absent matches any
+	// host.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
@@ -331,8 +372,8 @@ type WorkerSpec struct {
 
 	PodSettings `json:",inline"`
 
-	// Sink is where the built-in worker POSTs each event. Leave it out when image runs your own
-	// worker.
+	// Sink is where the built-in worker POSTs each event. Leave it out when
+	// image runs your own worker.
 	// +optional
 	Sink *SinkSpec `json:"sink,omitempty"`
 }
@@ -344,14 +385,17 @@ type SinkSpec struct {
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
 	URL string `json:"url"`
-	// Timeout of one POST; a slower sink counts as a failed attempt.
+	// Timeout of one POST; a slower sink counts as a failed attempt. At most
+	// maxDuration; default "10s".
 	// +optional
 	// +kubebuilder:default="10s"
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) >= duration('100ms') && duration(self) <= duration('1h'))",message="sink.timeout must be between 100ms and 1h"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
-	// SigningSecretRef selects a "whsec_..." secret the worker signs each POST with (Standard
-	// Webhooks / Svix scheme), so the sink can verify it.
+	// SigningSecretRef selects a "whsec_..." secret the worker signs each POST
+	// with (Standard Webhooks / Svix scheme), so the sink can verify it.
 	// +optional
 	SigningSecretRef *SecretKeyRef `json:"signingSecretRef,omitempty"`
 }
@@ -362,8 +406,8 @@ type ResendWebhookStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, SecretResolved, ReceiverAvailable, WorkerAvailable, IngressReady,
-	// QueueReachable.
+	// Conditions: Ready, SecretResolved, ReceiverAvailable, WorkerAvailable,
+	// IngressReady, QueueReachable.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -405,7 +449,8 @@ type QueueStatus struct {
 	Scheduled int64 `json:"scheduled"`
 	// Retry tasks failed and wait for their next attempt.
 	Retry int64 `json:"retry"`
-	// Archived tasks are dead letters: they exhausted their attempts or failed permanently.
+	// Archived tasks are dead letters: they exhausted their attempts or failed
+	// permanently.
 	Archived int64 `json:"archived"`
 }
 
