@@ -19,9 +19,10 @@ import (
 
 // Redis is a private redis-server on 127.0.0.1.
 type Redis struct {
-	Port int
-	dir  string
-	cmd  *exec.Cmd
+	Port   int
+	dir    string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the current process has been reaped
 }
 
 // Addr is "127.0.0.1:port".
@@ -79,6 +80,7 @@ func (r *Redis) Start() error {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
 	exited := make(chan struct{})
+	r.exited = exited
 	go func() { _ = r.cmd.Wait(); _ = logf.Close(); close(exited) }()
 	c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1})
 	defer func() { _ = c.Close() }()
@@ -105,11 +107,9 @@ func (r *Redis) Start() error {
 func (r *Redis) Stop() {
 	if r.cmd != nil && r.cmd.Process != nil {
 		_ = r.cmd.Process.Kill()
-		for range 100 { // wait until the port is free so a restart can bind it
-			if r.cmd.ProcessState != nil {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
+		select { // wait until reaped, so a restart can bind the port
+		case <-r.exited:
+		case <-time.After(10 * time.Second):
 		}
 	}
 }

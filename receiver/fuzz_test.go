@@ -1,0 +1,115 @@
+package receiver
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	svix "github.com/svix/svix-webhooks/go"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/task"
+)
+
+// fuzzNow is the fixed clock of FuzzHandler; the signed seeds use timestamp 1700000000.
+var fuzzNow = time.Unix(1700000000, 0)
+
+// FuzzHandler drives the handler with arbitrary methods, headers and bodies against a real
+// redis-server and checks the contract's invariants. When sign is true the harness replaces
+// the signature with a valid one, so the fuzzer also explores what follows verification.
+// Seeds: testdata/fuzz/FuzzHandler (replayed by every `go test`).
+func FuzzHandler(f *testing.F) {
+	const maxBody = 1024
+	fx := newFixture(f, func(o *Options) {
+		o.Queue = "fuzz"
+		o.Events = []string{"email.sent", "email.bounced", "email.delivered"}
+		o.MaxBodyBytes = maxBody
+		o.Now = func() time.Time { return fuzzNow }
+		o.Logger = nil
+	})
+	wh, err := svix.NewWebhook(vectorSecret)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("POST", "msg_seed", "1700000000", "v1,AAAA", []byte(`{"type":"email.sent"}`), true)
+
+	f.Fuzz(func(t *testing.T, method, id, ts, sig string, body []byte, sign bool) {
+		if sign {
+			if unix, err := strconv.ParseInt(ts, 10, 64); err == nil {
+				sig, _ = wh.Sign(id, time.Unix(unix, 0), body)
+			}
+		}
+		req, err := http.NewRequest(method, "http://receiver.test/", bytes.NewReader(body))
+		if err != nil {
+			t.Skip("not a request net/http would deliver")
+		}
+		for k, v := range map[string]string{"svix-id": id, "svix-timestamp": ts, "svix-signature": sig} {
+			if v != "" && isHeaderValue(v) {
+				req.Header.Set(k, v)
+			}
+		}
+		rec := httptest.NewRecorder()
+		fx.handler.ServeHTTP(rec, req)
+		code, answer := rec.Code, rec.Body.String()
+
+		if !slices.Contains([]int{200, 400, 401, 405, 413, 503}, code) {
+			t.Fatalf("status %d is not in the table", code)
+		}
+		if code == 503 && rec.Header().Get("Retry-After") == "" {
+			t.Fatal("503 without Retry-After")
+		}
+		switch {
+		case method != http.MethodPost:
+			if code != 405 {
+				t.Fatalf("%s answered %d, want 405 first", method, code)
+			}
+			return
+		case len(body) > maxBody:
+			if code != 413 {
+				t.Fatalf("%d-byte body answered %d, want 413", len(body), code)
+			}
+			return
+		}
+		if code != 200 {
+			return
+		}
+		// 2xx: the request must be genuine and within tolerance ...
+		unix, err := strconv.ParseInt(req.Header.Get("svix-timestamp"), 10, 64)
+		if err != nil || fuzzNow.Sub(time.Unix(unix, 0)).Abs() > 5*time.Minute {
+			t.Fatalf("200 for timestamp %q", ts)
+		}
+		if err := wh.VerifyIgnoringTimestamp(body, req.Header); err != nil {
+			t.Fatalf("200 for a request that does not verify: %v", err)
+		}
+		var ev struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(body, &ev); err != nil || ev.Type == "" {
+			t.Fatalf("200 for a body without type: %v", err)
+		}
+		// ... and either filtered, or a task with this svix-id exists in Redis.
+		if answer == string(outcomes[outFiltered].body) {
+			if slices.Contains([]string{"email.sent", "email.bounced", "email.delivered"}, ev.Type) {
+				t.Fatalf("wanted type %q was filtered", ev.Type)
+			}
+			return
+		}
+		info, err := fx.insp.GetTaskInfo("fuzz", id)
+		if err != nil {
+			t.Fatalf("200 %q but no task %q: %v", answer, id, err)
+		}
+		if answer == string(outcomes[outEnqueued].body) && (!bytes.Equal(info.Payload, body) || info.Type != task.TypeName(ev.Type)) {
+			t.Fatalf("task %q holds type %q payload %q; want %q %q", id, info.Type, info.Payload, task.TypeName(ev.Type), body)
+		}
+	})
+}
+
+// isHeaderValue reports whether net/http would send v as a header value.
+func isHeaderValue(v string) bool {
+	return !strings.ContainsAny(v, "\r\n\x00") && strings.TrimSpace(v) == v
+}

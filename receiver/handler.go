@@ -1,0 +1,350 @@
+// Package receiver is the webhook endpoint Resend posts to: it verifies the Svix signature,
+// durably enqueues the event as an Asynq task and answers at once (DESIGN.md §4).
+package receiver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/task"
+)
+
+// Options configure a Handler. Zero durations and limits take the defaults of the flags.
+type Options struct {
+	// Client enqueues the tasks; required. One client (one pool) per process.
+	Client *asynq.Client
+	// Secrets are the signing secrets; required.
+	Secrets SecretSource
+	// Queue is the Asynq queue; required.
+	Queue string
+	// Webhook is "namespace/name", copied into every task's headers.
+	Webhook string
+	// Events is the allowlist of event types; empty means all.
+	Events []string
+	// MaxAttempts is the total attempts per task (Asynq MaxRetry = MaxAttempts-1).
+	MaxAttempts int
+	// MaxDuration is the time one attempt may run (Asynq Timeout).
+	MaxDuration time.Duration
+	// DedupWindow is how long a completed svix-id is remembered (Asynq Retention).
+	DedupWindow time.Duration
+	// MaxBodyBytes limits the request body.
+	MaxBodyBytes int64
+	// Tolerance is the allowed distance between svix-timestamp and now.
+	Tolerance time.Duration
+	// EnqueueTimeout bounds one enqueue call (then 503).
+	EnqueueTimeout time.Duration
+	// Metrics, when not nil, records every answer.
+	Metrics *Metrics
+	// Logger, when not nil, logs every answer (200s at debug level, see docs/receiver.md).
+	Logger *slog.Logger
+	// Now is the clock for the timestamp check and received-at; nil means time.Now.
+	Now func() time.Time
+}
+
+// Defaults of the flags and of zero Options fields.
+const (
+	DefaultMaxAttempts    = 3
+	DefaultMaxDuration    = 60 * time.Second
+	DefaultDedupWindow    = 24 * time.Hour
+	DefaultMaxBodyBytes   = 1 << 20
+	DefaultTolerance      = 5 * time.Minute
+	DefaultEnqueueTimeout = 5 * time.Second
+)
+
+// retryAfterSeconds is sent with every 503; Svix's own schedule decides the actual retry.
+const retryAfterSeconds = "5"
+
+// Handler answers webhook POSTs on any path. It is safe for concurrent use.
+type Handler struct {
+	client         *asynq.Client
+	secrets        SecretSource
+	webhook        string
+	events         map[string]bool // nil: every type is wanted
+	opts           []asynq.Option  // the per-handler part of every task's options
+	maxBody        int64
+	tolerance      time.Duration
+	enqueueTimeout time.Duration
+	metrics        *Metrics
+	log            *slog.Logger
+	now            func() time.Time
+	draining       atomic.Bool
+}
+
+// NewHandler validates o and returns the handler.
+func NewHandler(o Options) (*Handler, error) {
+	switch {
+	case o.Client == nil:
+		return nil, errors.New("receiver: Options.Client is nil")
+	case o.Secrets == nil:
+		return nil, errors.New("receiver: Options.Secrets is nil")
+	case o.Queue == "":
+		return nil, errors.New("receiver: Options.Queue is empty")
+	}
+	o.MaxAttempts = cmpOr(o.MaxAttempts, DefaultMaxAttempts)
+	o.MaxDuration = cmpOr(o.MaxDuration, DefaultMaxDuration)
+	o.DedupWindow = cmpOr(o.DedupWindow, DefaultDedupWindow)
+	o.MaxBodyBytes = cmpOr(o.MaxBodyBytes, DefaultMaxBodyBytes)
+	o.Tolerance = cmpOr(o.Tolerance, DefaultTolerance)
+	o.EnqueueTimeout = cmpOr(o.EnqueueTimeout, DefaultEnqueueTimeout)
+	if o.MaxAttempts < 1 || o.MaxDuration < time.Second || o.DedupWindow < time.Second || o.MaxBodyBytes < 1 || o.Tolerance < 0 || o.EnqueueTimeout < 0 {
+		return nil, fmt.Errorf("receiver: invalid options: max attempts %d, max duration %s, dedup window %s, max body %d, tolerance %s",
+			o.MaxAttempts, o.MaxDuration, o.DedupWindow, o.MaxBodyBytes, o.Tolerance)
+	}
+	h := &Handler{
+		client:  o.Client,
+		secrets: o.Secrets,
+		webhook: o.Webhook,
+		opts: []asynq.Option{
+			asynq.Queue(o.Queue),
+			asynq.MaxRetry(o.MaxAttempts - 1),
+			asynq.Timeout(o.MaxDuration),
+			asynq.Retention(o.DedupWindow),
+		},
+		maxBody:        o.MaxBodyBytes,
+		tolerance:      o.Tolerance,
+		enqueueTimeout: o.EnqueueTimeout,
+		metrics:        o.Metrics,
+		log:            o.Logger,
+		now:            o.Now,
+	}
+	if len(o.Events) > 0 {
+		h.events = map[string]bool{}
+		for _, e := range o.Events {
+			h.events[e] = true
+		}
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	return h, nil
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Drain makes every later request that would be enqueued answer 503 (shutdown).
+func (h *Handler) Drain() {
+	h.draining.Store(true)
+	h.metrics.setDraining(true)
+}
+
+// Draining reports whether Drain was called.
+func (h *Handler) Draining() bool { return h.draining.Load() }
+
+// request carries what the log line of one request needs.
+type request struct {
+	id, eventType string
+	err           error // why an enqueue failed
+}
+
+// ServeHTTP implements the status table of DESIGN.md §4, in its order of precedence.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	var req request
+	o := h.serve(w, r, &req)
+	h.answer(w, o)
+	h.metrics.observe(o)
+	h.logAnswer(r.Context(), o, &req, time.Since(start))
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, req *request) outcome {
+	if r.Method != http.MethodPost {
+		return outMethod
+	}
+	// 413 before anything else is looked at; never read more than maxBody+1 bytes.
+	if r.ContentLength > h.maxBody {
+		return outTooLarge
+	}
+	body, err := readBody(http.MaxBytesReader(w, r.Body, h.maxBody), r.ContentLength)
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return outTooLarge
+		}
+		return outReadError
+	}
+
+	id, ts, sig := r.Header.Get("svix-id"), r.Header.Get("svix-timestamp"), r.Header.Get("svix-signature")
+	if id == "" || ts == "" || sig == "" {
+		return outMissingHeaders
+	}
+	if !isToken(id) {
+		return outMalformedID
+	}
+	req.id = id
+	unix, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return outMalformedTimestamp
+	}
+
+	if d := h.now().Sub(time.Unix(unix, 0)); d > h.tolerance || d < -h.tolerance {
+		return outTimestamp
+	}
+	webhooks := h.secrets.Webhooks()
+	if len(webhooks) == 0 {
+		return outNoSecrets
+	}
+	verifyStart := time.Now()
+	verified := false
+	for _, wh := range webhooks { // any loaded secret may match: rotation
+		if wh.VerifyIgnoringTimestamp(body, r.Header) == nil {
+			verified = true
+			break
+		}
+	}
+	h.metrics.observeVerify(time.Since(verifyStart))
+	if !verified {
+		return outSignature
+	}
+
+	// Only now, with the signature checked, is the body parsed.
+	var event struct {
+		Type *string `json:"type"`
+	}
+	if err := json.Unmarshal(body, &event); err != nil {
+		if _, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+			return outNoType
+		}
+		return outBodyNotJSON
+	}
+	if event.Type == nil || *event.Type == "" {
+		return outNoType
+	}
+	if !isToken(*event.Type) {
+		return outBadType
+	}
+	req.eventType = *event.Type
+	if h.events != nil && !h.events[req.eventType] {
+		return outFiltered
+	}
+	if h.draining.Load() {
+		return outDraining
+	}
+	return h.enqueue(r.Context(), req, body, ts, sig)
+}
+
+func (h *Handler) enqueue(ctx context.Context, req *request, body []byte, ts, sig string) outcome {
+	id := req.id
+	t := asynq.NewTaskWithHeaders(task.TypeName(req.eventType), body, map[string]string{
+		task.HeaderSvixID:        id,
+		task.HeaderSvixTimestamp: ts,
+		task.HeaderSvixSignature: sig,
+		task.HeaderReceivedAt:    h.now().UTC().Format(time.RFC3339),
+		task.HeaderWebhook:       h.webhook,
+	})
+	// A client that hangs up must not abort an enqueue half-way: finish it, bounded.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.enqueueTimeout)
+	defer cancel()
+	start := time.Now()
+	_, err := h.client.EnqueueContext(ctx, t, append(h.opts[:len(h.opts):len(h.opts)], asynq.TaskID(id))...)
+	h.metrics.observeEnqueue(time.Since(start))
+	switch {
+	case err == nil:
+		return outEnqueued
+	case errors.Is(err, asynq.ErrTaskIDConflict):
+		return outDuplicate
+	default:
+		req.err = err
+		return outEnqueueFailed
+	}
+}
+
+// readBody reads all of body, sized by Content-Length when it is known.
+func readBody(body io.Reader, contentLength int64) ([]byte, error) {
+	size := int64(512)
+	if contentLength >= 0 {
+		size = contentLength + 1 // +1 so EOF is seen without growing
+	}
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// isToken accepts 1–256 printable ASCII characters without spaces: svix ids ("msg_…") and
+// event types ("email.bounced"). Anything else would end up in Redis keys and logs.
+func isToken(s string) bool {
+	if len(s) == 0 || len(s) > 256 {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *Handler) answer(w http.ResponseWriter, o outcome) {
+	hdr := w.Header()
+	hdr["Content-Type"] = contentTypeJSON
+	switch o.code() {
+	case http.StatusServiceUnavailable:
+		hdr["Retry-After"] = retryAfter
+	case http.StatusMethodNotAllowed:
+		hdr["Allow"] = allowPost
+	}
+	w.WriteHeader(o.code())
+	_, _ = w.Write(outcomes[o].body)
+}
+
+// Pre-built header values: no allocation per request.
+var (
+	contentTypeJSON = []string{"application/json"}
+	retryAfter      = []string{retryAfterSeconds}
+	allowPost       = []string{http.MethodPost}
+)
+
+// logAnswer logs one line per request: accepted ones (200) at debug, rejections at info and
+// failures to enqueue at warn, so the default level costs nothing on the happy path.
+// Never the body, secrets or signatures; the svix-id only once it is a well-formed token.
+func (h *Handler) logAnswer(ctx context.Context, o outcome, req *request, latency time.Duration) {
+	level := slog.LevelInfo
+	switch o.code() {
+	case http.StatusOK:
+		level = slog.LevelDebug
+	case http.StatusServiceUnavailable:
+		level = slog.LevelWarn
+	}
+	if !h.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("svix_id", req.id),
+		slog.String("event_type", req.eventType),
+		slog.Int("status", o.code()),
+		slog.String("reason", o.reason()),
+		slog.Float64("latency_ms", float64(latency.Microseconds())/1000),
+	}
+	if req.err != nil {
+		attrs = append(attrs, slog.String("error", req.err.Error()))
+	}
+	h.log.LogAttrs(ctx, level, "webhook", attrs...)
+}
