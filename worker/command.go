@@ -10,13 +10,40 @@ import (
 
 const summary = "Process queued events: forward to a sink with retries and a dead-letter set"
 
-// Command is the "worker" subcommand.
+// Command is the "worker" subcommand: the SDK's worker with the sink forwarder as its only
+// handler.
 var Command = cli.Command{Name: "worker", Summary: summary, Run: run}
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	fs := cli.NewFlagSet("worker", summary, stdout)
-	if err := cli.Parse(fs, args, getenv); err != nil {
+	cfg, sink, err := parseFlags("worker", summary, args, getenv, stdout)
+	if err != nil {
 		return err
 	}
-	return errors.New("worker: not implemented yet")
+	if sink.URL == "" {
+		return errors.New("--sink-url is required: the built-in worker forwards every event to it (run your own image built on the worker SDK to handle events in code)")
+	}
+	return runWorker(ctx, cfg, sink, nil)
+}
+
+// runWorker builds the worker, lets setup register handlers, adds the sink forwarder for every
+// type without a handler of its own (when a sink is configured) and runs until ctx is done.
+func runWorker(ctx context.Context, cfg Config, sinkCfg SinkConfig, setup func(*Worker) error) error {
+	w, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	if setup != nil {
+		if err := setup(w); err != nil {
+			return err
+		}
+	}
+	if sinkCfg.URL != "" && !w.routes.has("*") {
+		sink, err := NewSink(sinkCfg, w.log, w.reg)
+		if err != nil {
+			return err
+		}
+		defer sink.Close()
+		w.Handle("*", sink)
+	}
+	return w.Run(ctx)
 }

@@ -1,0 +1,101 @@
+package worker
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
+)
+
+// flags are the worker's command-line flags (DESIGN.md §5), shared by the built-in "worker"
+// subcommand and Main, so the controller's rendered args work for a custom image too.
+type flags struct {
+	adminListen    string
+	redis          redisconn.Flags
+	queue          string
+	concurrency    int
+	maxAttempts    int
+	maxDuration    time.Duration
+	factor         int
+	minBackoff     time.Duration
+	maxBackoff     time.Duration
+	randomize      bool
+	sinkURL        string
+	sinkTimeout    time.Duration
+	sinkSecretFile string
+	shutdownGrace  time.Duration
+	pollInterval   time.Duration
+	logLevel       slog.Level
+}
+
+func (f *flags) register(fs *flag.FlagSet) {
+	d := DefaultRetryPolicy
+	fs.StringVar(&f.adminListen, "admin-listen", ":9090", "address of /healthz, /readyz and /metrics")
+	f.redis.Register(fs)
+	fs.StringVar(&f.queue, "queue", DefaultQueue, "Asynq queue to consume (the receiver's --queue)")
+	fs.IntVar(&f.concurrency, "concurrency", DefaultConcurrency, "events processed at once")
+	fs.IntVar(&f.maxAttempts, "max-attempts", d.MaxAttempts, "attempts per event including the first (each task carries its own limit; this one is reported)")
+	fs.DurationVar(&f.maxDuration, "max-duration", DefaultMaxDuration, "time one attempt may take; longer attempts fail and are retried")
+	fs.IntVar(&f.factor, "backoff-factor", d.Factor, "integer growth factor of the delay between attempts (>= 1)")
+	fs.DurationVar(&f.minBackoff, "min-backoff", d.MinBackoff, "delay after the first failed attempt (before randomizing)")
+	fs.DurationVar(&f.maxBackoff, "max-backoff", d.MaxBackoff, "upper bound of any delay between attempts")
+	fs.BoolVar(&f.randomize, "randomize", d.Randomize, "multiply each delay by a random factor in [1, 2)")
+	fs.StringVar(&f.sinkURL, "sink-url", "", "http(s) URL every event is POSTed to (required by the built-in worker)")
+	fs.DurationVar(&f.sinkTimeout, "sink-timeout", 10*time.Second, "time one POST to the sink may take")
+	fs.StringVar(&f.sinkSecretFile, "sink-secret-file", "", "file holding the whsec_… secret POSTs to the sink are signed with (re-read when it changes)")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", DefaultShutdownGrace, "on SIGTERM, how long in-flight attempts may finish before they are handed back to the queue")
+	fs.DurationVar(&f.pollInterval, "poll-interval", DefaultPollInterval, "how often an idle worker checks for new tasks and due retries")
+	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "info logs lifecycle and every failed attempt; warn logs failures only")
+}
+
+// parseFlags parses args (RWH_* env fallback) into a Config and the sink settings.
+func parseFlags(name, summary string, args []string, getenv func(string) string, stdout io.Writer) (Config, SinkConfig, error) {
+	var f flags
+	fs := cli.NewFlagSet(name, summary, stdout)
+	f.register(fs)
+	if err := cli.Parse(fs, args, getenv); err != nil {
+		return Config{}, SinkConfig{}, err
+	}
+	cfg := Config{
+		Queue:         f.queue,
+		Concurrency:   f.concurrency,
+		MaxDuration:   f.maxDuration,
+		ShutdownGrace: f.shutdownGrace,
+		PollInterval:  f.pollInterval,
+		AdminListen:   f.adminListen,
+		Retry: RetryPolicy{MaxAttempts: f.maxAttempts, Factor: f.factor, MinBackoff: f.minBackoff,
+			MaxBackoff: f.maxBackoff, Randomize: f.randomize},
+		Logger: slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: f.logLevel})).With("component", "worker"),
+	}
+	sink := SinkConfig{URL: f.sinkURL, Timeout: f.sinkTimeout, SecretFile: f.sinkSecretFile, MaxConns: f.concurrency}
+	var errs []error
+	if f.queue == "" {
+		errs = append(errs, errors.New("--queue is empty"))
+	}
+	if f.pollInterval <= 0 {
+		errs = append(errs, errors.New("--poll-interval must be positive"))
+	}
+	if f.shutdownGrace < 0 {
+		errs = append(errs, errors.New("--shutdown-grace must not be negative"))
+	}
+	rc, err := f.redis.Config()
+	if err == nil {
+		cfg.Redis, err = rc.ConnOpt()
+	}
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := cfg.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if f.sinkURL != "" {
+		if err := sink.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return cfg, sink, errors.Join(errs...)
+}
