@@ -1,6 +1,6 @@
 // Package controllers reconciles ResendWebhook objects into the receiver and worker
-// Deployments, Service, Ingress, PodDisruptionBudget and HorizontalPodAutoscaler.
+// Deployments, Service, Ingress, PodDisruptionBudget and HorizontalPodAutoscaler, and reports
+// what it observes (Deployments, Ingress address, Redis and queue figures) in their status.
+// The objects themselves are built by the pure functions of package render; RBAC markers are
+// in setup.go.
 package controllers
-
-// +kubebuilder:rbac:groups=webhooks.resend-operator.dev,resources=resendwebhooks,verbs=get;list;watch
-// +kubebuilder:rbac:groups=webhooks.resend-operator.dev,resources=resendwebhooks/status,verbs=get;update;patch

@@ -1,0 +1,112 @@
+package controllers
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
+)
+
+func TestQueueMonitorsShareAndCloseClients(t *testing.T) {
+	red := testutil.StartRedis(t)
+	q := newQueueMonitors()
+	a, b := types.NamespacedName{Namespace: "n", Name: "a"}, types.NamespacedName{Namespace: "n", Name: "b"}
+	cfg := redisconn.Config{URL: red.URL()}
+	ma, err := q.get(a, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := q.get(b, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ma != mb || q.open() != 1 {
+		t.Fatalf("same Redis settings should share one client; open=%d", q.open())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if fig, err := ma.figures(ctx, "never.used"); err != nil || fig.Pending != 0 || fig.Name != "never.used" {
+		t.Fatalf("figures of a missing queue = %+v, %v; want zeros", fig, err)
+	}
+	// b moves to other credentials: a second client; a keeps the first.
+	if _, err := q.get(b, redisconn.Config{URL: red.URL(), Password: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	if q.open() != 2 {
+		t.Fatalf("open=%d, want 2", q.open())
+	}
+	q.release(a)
+	q.release(b)
+	if q.open() != 0 {
+		t.Fatalf("clients left open after every webhook went away: %d", q.open())
+	}
+	if err := ma.client.Ping(ctx).Err(); err == nil {
+		t.Fatal("released client still usable: it was not closed")
+	}
+}
+
+func TestValidSigningSecret(t *testing.T) {
+	for v, want := range map[string]bool{
+		"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw":   true,
+		"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n": true,
+		"whsec_":                  false,
+		"MfKQ9r8GKYqrTwjUPD8ILPZ": false,
+		"whsec_not base64!":       false,
+		"":                        false,
+	} {
+		if got := ValidSigningSecret([]byte(v)); got != want {
+			t.Errorf("ValidSigningSecret(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
+
+func TestDesiredStatus(t *testing.T) {
+	rw := &v1alpha1.ResendWebhook{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "w", Generation: 3}}
+	rw.Spec.Ingress = &v1alpha1.IngressSpec{Host: "hooks.example.com", Path: "/in", TLS: &v1alpha1.IngressTLS{SecretName: "t"}}
+	ok := func(typ string) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: "OK"}
+	}
+	available := &appsv1.Deployment{Status: appsv1.DeploymentStatus{ReadyReplicas: 2, Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: "True"}}}}
+	ing := &networkingv1.Ingress{}
+	ing.Status.LoadBalancer.Ingress = []networkingv1.IngressLoadBalancerIngress{{Hostname: "lb.example.net"}}
+	obs := observation{secrets: ok(v1alpha1.ConditionSecretResolved), receiver: available, ingress: ing, queue: ok(v1alpha1.ConditionQueueReachable)}
+
+	st := desiredStatus(rw, obs)
+	if st.URL != "https://hooks.example.com/in" || st.Receiver.ReadyReplicas != 2 || st.ObservedGeneration != 3 || st.Queue.Name != "ns.w" {
+		t.Fatalf("status %+v", st)
+	}
+	if !meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady) || meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionWorkerAvailable) != nil {
+		t.Fatalf("conditions %+v", st.Conditions)
+	}
+	// Same observation again: identical status (lastTransitionTime kept) → no write.
+	rw.Status = st
+	if again := desiredStatus(rw, obs); !equalStatus(again, st) {
+		t.Fatalf("status changed on an unchanged world:\n%+v\n%+v", again, st)
+	}
+	// Without a host the URL uses the load-balancer address; no TLS → http.
+	rw.Spec.Ingress = &v1alpha1.IngressSpec{Path: "/"}
+	if got := desiredStatus(rw, obs).URL; got != "http://lb.example.net/" {
+		t.Fatalf("url %q", got)
+	}
+	// Redis down: not ready, figures kept.
+	rw.Status.Queue.Pending = 7
+	obs.queue = metav1.Condition{Type: v1alpha1.ConditionQueueReachable, Status: metav1.ConditionFalse, Reason: ReasonUnreachable, Message: "x"}
+	st = desiredStatus(rw, obs)
+	if meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady) || st.Queue.Pending != 7 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func equalStatus(a, b v1alpha1.ResendWebhookStatus) bool {
+	return equality.Semantic.DeepEqual(a, b)
+}

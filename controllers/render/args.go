@@ -1,0 +1,101 @@
+package render
+
+import (
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+)
+
+// flag renders one "--name=value" args element.
+func flag(name, value string) string { return "--" + name + "=" + value }
+
+// ReceiverArgs is the receiver's command line (DESIGN §4): the subcommand, then one element per
+// setting. Secret values never appear here, only the paths of the files they are mounted at.
+func ReceiverArgs(rw *v1alpha1.ResendWebhook) []string {
+	rw = defaulted(rw)
+	s := rw.Spec
+	args := []string{
+		"receiver",
+		flag("listen", ":"+strconv.Itoa(WebhookPort)),
+		flag("admin-listen", ":"+strconv.Itoa(AdminPort)),
+		flag("webhook", rw.Namespace+"/"+rw.Name),
+		flag("queue", rw.QueueName()),
+		flag("secrets-dir", SigningDir),
+	}
+	args = append(args, redisArgs(s.Queue.Redis)...)
+	if len(s.Events) > 0 {
+		events := make([]string, len(s.Events))
+		for i, e := range s.Events {
+			events[i] = string(e)
+		}
+		slices.Sort(events) // a reordered allowlist is the same configuration
+		args = append(args, flag("events", strings.Join(events, ",")))
+	}
+	return append(args,
+		flag("max-attempts", strconv.Itoa(int(*s.Retry.MaxAttempts))),
+		flag("max-duration", s.MaxDuration.Duration.String()),
+		flag("dedup-window", s.Queue.DedupWindow.Duration.String()),
+		flag("max-body-bytes", strconv.FormatInt(*s.Receiver.MaxBodyBytes, 10)),
+		flag("tolerance", s.Receiver.Tolerance.Duration.String()),
+	)
+}
+
+// WorkerArgs is the worker's command line (DESIGN §5). It returns nil without spec.worker.
+func WorkerArgs(rw *v1alpha1.ResendWebhook) []string {
+	rw = defaulted(rw)
+	s := rw.Spec
+	if s.Worker == nil {
+		return nil
+	}
+	args := []string{
+		"worker",
+		flag("admin-listen", ":"+strconv.Itoa(AdminPort)),
+		flag("queue", rw.QueueName()),
+	}
+	args = append(args, redisArgs(s.Queue.Redis)...)
+	args = append(args,
+		flag("concurrency", strconv.Itoa(int(*s.Worker.Concurrency))),
+		flag("max-attempts", strconv.Itoa(int(*s.Retry.MaxAttempts))),
+		flag("max-duration", s.MaxDuration.Duration.String()),
+		flag("backoff-factor", strconv.Itoa(int(*s.Retry.Factor))),
+		flag("min-backoff", s.Retry.MinBackoff.Duration.String()),
+		flag("max-backoff", s.Retry.MaxBackoff.Duration.String()),
+		flag("randomize", strconv.FormatBool(*s.Retry.Randomize)),
+	)
+	if sink := s.Worker.Sink; sink != nil {
+		args = append(args,
+			flag("sink-url", sink.URL),
+			flag("sink-timeout", sink.Timeout.Duration.String()),
+		)
+		if sink.SigningSecretRef != nil {
+			args = append(args, flag("sink-secret-file", path.Join(SinkDir, SinkFile)))
+		}
+	}
+	return args
+}
+
+// redisArgs are the redisconn flags both components share.
+func redisArgs(r v1alpha1.RedisSpec) []string {
+	args := []string{flag("redis-url", r.URL)}
+	if r.PasswordSecretRef != nil {
+		args = append(args, flag("redis-password-file", path.Join(RedisDir, RedisPassFile)))
+	}
+	if r.Sentinel != nil {
+		args = append(args,
+			flag("redis-sentinel-master", r.Sentinel.MasterName),
+			flag("redis-sentinel-addrs", strings.Join(r.Sentinel.Addrs, ",")),
+		)
+	}
+	if r.TLS != nil {
+		if r.TLS.CASecretRef != nil {
+			args = append(args, flag("redis-ca-file", path.Join(RedisCADir, RedisCAFile)))
+		}
+		if r.TLS.InsecureSkipVerify {
+			args = append(args, flag("redis-insecure-skip-verify", "true"))
+		}
+	}
+	return args
+}

@@ -1,0 +1,38 @@
+package render_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"testing"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
+	"github.com/resend-webhook-operator/resend-webhook-operator/receiver"
+	"github.com/resend-webhook-operator/resend-webhook-operator/worker"
+)
+
+// TestArgsAreFlagsTheBinariesDefine parses the rendered command lines with the real receiver and
+// worker flag sets: a trailing --help makes them stop after parsing, so any flag the controller
+// renders but a binary does not define fails here instead of in a crash-looping pod.
+func TestArgsAreFlagsTheBinariesDefine(t *testing.T) {
+	for _, tc := range []struct {
+		cmd  cli.Command
+		args []string
+	}{
+		{receiver.Command, render.ReceiverArgs(Full())},
+		{receiver.Command, render.ReceiverArgs(Minimal())},
+		{worker.Command, render.WorkerArgs(Full())},
+	} {
+		if tc.args[0] != tc.cmd.Name {
+			t.Fatalf("args start with %q, want subcommand %q", tc.args[0], tc.cmd.Name)
+		}
+		var out bytes.Buffer
+		args := append(append([]string{}, tc.args[1:]...), "--help")
+		err := tc.cmd.Run(context.Background(), args, func(string) string { return "" }, &out)
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%s rejects the rendered args %q: %v", tc.cmd.Name, tc.args, err)
+		}
+	}
+}

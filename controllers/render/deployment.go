@@ -1,0 +1,242 @@
+package render
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+)
+
+// Grace periods, above the binaries' own shutdown budgets so the kubelet never kills them
+// mid-drain: the receiver keeps answering for 5 s (--shutdown-delay) while endpoints drop it,
+// then gives in-flight requests 15 s (--shutdown-grace); the worker lets attempts finish for
+// 25 s (--shutdown-grace) before handing them back to Redis.
+const (
+	receiverGraceSeconds = 30
+	workerGraceSeconds   = 40
+)
+
+const (
+	volSigning = "signing-secrets"
+	volRedis   = "redis-password"
+	volRedisCA = "redis-ca"
+	volSink    = "sink-secret"
+
+	// secretFileMode lets only the owner and the pod's fsGroup read mounted secrets.
+	secretFileMode = 0o440
+)
+
+// ReceiverDeployment runs the receivers. Replicas are left to the HPA when autoscaling is set.
+func ReceiverDeployment(rw *v1alpha1.ResendWebhook, o Options) *appsv1.Deployment {
+	rw = defaulted(rw)
+	r := rw.Spec.Receiver
+	container := baseContainer(ComponentReceiver, image(r.Image, o), ReceiverArgs(rw), r.Resources)
+	container.Ports = []corev1.ContainerPort{
+		{Name: PortWebhook, ContainerPort: WebhookPort, Protocol: corev1.ProtocolTCP},
+		{Name: PortAdmin, ContainerPort: AdminPort, Protocol: corev1.ProtocolTCP},
+	}
+	volumes, mounts := redisVolumes(rw.Spec.Queue.Redis)
+	volumes = append([]corev1.Volume{signingVolume(rw)}, volumes...)
+	mounts = append([]corev1.VolumeMount{{Name: volSigning, MountPath: SigningDir, ReadOnly: true}}, mounts...)
+	container.VolumeMounts = mounts
+
+	d := deployment(rw, ReceiverName(rw), ComponentReceiver, r.PodSettings, container, volumes, receiverGraceSeconds)
+	if r.Autoscaling == nil {
+		d.Spec.Replicas = new(*r.Replicas)
+	}
+	// Never drop below the wanted capacity during a rollout: Resend retries slowly.
+	d.Spec.Strategy = appsv1.DeploymentStrategy{
+		Type: appsv1.RollingUpdateDeploymentStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateDeployment{
+			MaxUnavailable: new(intstr.FromInt32(0)),
+			MaxSurge:       new(intstr.FromInt32(1)),
+		},
+	}
+	d.Spec.Template = withConfigHash(d.Spec.Template)
+	return d
+}
+
+// WorkerDeployment runs the workers; nil without spec.worker.
+func WorkerDeployment(rw *v1alpha1.ResendWebhook, o Options) *appsv1.Deployment {
+	rw = defaulted(rw)
+	w := rw.Spec.Worker
+	if w == nil {
+		return nil
+	}
+	container := baseContainer(ComponentWorker, image(w.Image, o), WorkerArgs(rw), w.Resources)
+	container.Ports = []corev1.ContainerPort{{Name: PortAdmin, ContainerPort: AdminPort, Protocol: corev1.ProtocolTCP}}
+	volumes, mounts := redisVolumes(rw.Spec.Queue.Redis)
+	if w.Sink != nil && w.Sink.SigningSecretRef != nil {
+		volumes = append(volumes, secretKeyVolume(volSink, *w.Sink.SigningSecretRef, SinkFile))
+		mounts = append(mounts, corev1.VolumeMount{Name: volSink, MountPath: SinkDir, ReadOnly: true})
+	}
+	container.VolumeMounts = mounts
+
+	d := deployment(rw, WorkerName(rw), ComponentWorker, w.PodSettings, container, volumes, workerGraceSeconds)
+	d.Spec.Replicas = new(*w.Replicas)
+	d.Spec.Strategy = appsv1.DeploymentStrategy{
+		Type: appsv1.RollingUpdateDeploymentStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateDeployment{
+			MaxUnavailable: new(intstr.FromString("25%")),
+			MaxSurge:       new(intstr.FromString("25%")),
+		},
+	}
+	d.Spec.Template = withConfigHash(d.Spec.Template)
+	return d
+}
+
+func image(override string, o Options) string {
+	if override != "" {
+		return override
+	}
+	return o.Image
+}
+
+// deployment is what both components' Deployments share.
+func deployment(rw *v1alpha1.ResendWebhook, name, component string, ps v1alpha1.PodSettings,
+	c corev1.Container, volumes []corev1.Volume, graceSeconds int64) *appsv1.Deployment {
+	selector := SelectorLabels(rw, component)
+	return &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: objectMeta(rw, name, component),
+		Spec: appsv1.DeploymentSpec{
+			Selector:             &metav1.LabelSelector{MatchLabels: selector},
+			RevisionHistoryLimit: new(int32(5)),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: Labels(rw, component)},
+				Spec: corev1.PodSpec{
+					Containers:                    []corev1.Container{c},
+					Volumes:                       volumes,
+					SecurityContext:               podSecurityContext(),
+					AutomountServiceAccountToken:  new(false), // the pods never talk to the API
+					EnableServiceLinks:            new(false),
+					TerminationGracePeriodSeconds: new(graceSeconds),
+					NodeSelector:                  ps.NodeSelector,
+					Tolerations:                   ps.Tolerations,
+					Affinity:                      ps.Affinity,
+					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
+						MaxSkew:           1,
+						TopologyKey:       corev1.LabelHostname,
+						WhenUnsatisfiable: corev1.ScheduleAnyway,
+						LabelSelector:     &metav1.LabelSelector{MatchLabels: selector},
+					}},
+				},
+			},
+		},
+	}
+}
+
+// baseContainer has the security context, probes and resources every component gets.
+func baseContainer(name, img string, args []string, res *corev1.ResourceRequirements) corev1.Container {
+	return corev1.Container{
+		Name:                     name,
+		Image:                    img,
+		ImagePullPolicy:          corev1.PullIfNotPresent,
+		Args:                     args,
+		Resources:                resources(res),
+		SecurityContext:          containerSecurityContext(),
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		LivenessProbe:            probe("/healthz", 3),
+		ReadinessProbe:           probe("/readyz", 1),
+	}
+}
+
+func probe(path string, failureThreshold int32) *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+			Path: path, Port: intstr.FromString(PortAdmin), Scheme: corev1.URISchemeHTTP,
+		}},
+		PeriodSeconds:    5,
+		TimeoutSeconds:   2,
+		FailureThreshold: failureThreshold,
+	}
+}
+
+// resources are the spec's, or modest requests so the scheduler can place pods sensibly.
+func resources(spec *corev1.ResourceRequirements) corev1.ResourceRequirements {
+	if spec != nil && (len(spec.Requests) > 0 || len(spec.Limits) > 0) {
+		return *spec.DeepCopy()
+	}
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("100m"),
+			corev1.ResourceMemory: resource.MustParse("64Mi"),
+		},
+		Limits: corev1.ResourceList{
+			corev1.ResourceMemory: resource.MustParse("256Mi"),
+		},
+	}
+}
+
+// podSecurityContext satisfies the "restricted" Pod Security Standard.
+func podSecurityContext() *corev1.PodSecurityContext {
+	return &corev1.PodSecurityContext{
+		RunAsNonRoot:   new(true),
+		RunAsUser:      new(int64(NonRootUID)),
+		RunAsGroup:     new(int64(NonRootUID)),
+		FSGroup:        new(int64(NonRootUID)),
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+func containerSecurityContext() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		RunAsNonRoot:             new(true),
+		RunAsUser:                new(int64(NonRootUID)),
+		ReadOnlyRootFilesystem:   new(true),
+		AllowPrivilegeEscalation: new(false),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// signingVolume projects each listed key of the signing Secret to a file of the same name.
+// The projection is optional so a key (or the whole Secret) can be missing during rotation
+// without keeping pods from starting; the receiver rescans the directory.
+func signingVolume(rw *v1alpha1.ResendWebhook) corev1.Volume {
+	keys := rw.SigningSecretKeys()
+	items := make([]corev1.KeyToPath, len(keys))
+	for i, k := range keys {
+		items[i] = corev1.KeyToPath{Key: k, Path: k}
+	}
+	return corev1.Volume{Name: volSigning, VolumeSource: corev1.VolumeSource{
+		Projected: &corev1.ProjectedVolumeSource{
+			DefaultMode: new(int32(secretFileMode)),
+			Sources: []corev1.VolumeProjection{{Secret: &corev1.SecretProjection{
+				LocalObjectReference: corev1.LocalObjectReference{Name: rw.Spec.SigningSecret.Name},
+				Items:                items,
+				Optional:             new(true),
+			}}},
+		},
+	}}
+}
+
+// redisVolumes mounts the Redis password and CA bundle when the spec references them.
+func redisVolumes(r v1alpha1.RedisSpec) ([]corev1.Volume, []corev1.VolumeMount) {
+	var vols []corev1.Volume
+	var mounts []corev1.VolumeMount
+	if r.PasswordSecretRef != nil {
+		vols = append(vols, secretKeyVolume(volRedis, *r.PasswordSecretRef, RedisPassFile))
+		mounts = append(mounts, corev1.VolumeMount{Name: volRedis, MountPath: RedisDir, ReadOnly: true})
+	}
+	if r.TLS != nil && r.TLS.CASecretRef != nil {
+		vols = append(vols, secretKeyVolume(volRedisCA, *r.TLS.CASecretRef, RedisCAFile))
+		mounts = append(mounts, corev1.VolumeMount{Name: volRedisCA, MountPath: RedisCADir, ReadOnly: true})
+	}
+	return vols, mounts
+}
+
+// secretKeyVolume mounts one key of a Secret as the file name. It is required: a component
+// cannot work without its Redis password, CA or sink secret.
+func secretKeyVolume(volume string, ref v1alpha1.SecretKeyRef, file string) corev1.Volume {
+	return corev1.Volume{Name: volume, VolumeSource: corev1.VolumeSource{
+		Secret: &corev1.SecretVolumeSource{
+			SecretName:  ref.Name,
+			Items:       []corev1.KeyToPath{{Key: ref.Key, Path: file}},
+			DefaultMode: new(int32(secretFileMode)),
+		},
+	}}
+}

@@ -1,0 +1,149 @@
+package controllers
+
+import (
+	"context"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+)
+
+// Least privilege: read the webhooks and write only their status; manage the child kinds;
+// read Secrets (to validate signing secrets and reach Redis); emit events.
+// +kubebuilder:rbac:groups=webhooks.resend-operator.dev,resources=resendwebhooks,verbs=get;list;watch
+// +kubebuilder:rbac:groups=webhooks.resend-operator.dev,resources=resendwebhooks/status,verbs=get;update;patch
+// blockOwnerDeletion on the children needs this where OwnerReferencesPermissionEnforcement is on:
+// +kubebuilder:rbac:groups=webhooks.resend-operator.dev,resources=resendwebhooks/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// FieldManager is the one server-side apply field manager of the operator.
+const FieldManager = "resend-webhook-operator"
+
+// ControllerName names the controller in logs, metrics and events.
+const ControllerName = "resendwebhook"
+
+// secretIndex indexes ResendWebhooks by the names of the Secrets they reference.
+const secretIndex = ".spec.secretNames"
+
+// Options configure the controller.
+type Options struct {
+	// Image is the default receiver/worker image.
+	Image string
+	// StatusRefresh is how often queue figures and Redis reachability are re-read (default 30s).
+	StatusRefresh time.Duration
+	// RedisTimeout bounds one PING or queue inspection (default 2s).
+	RedisTimeout time.Duration
+	// MaxConcurrentReconciles (default 4).
+	MaxConcurrentReconciles int
+	// SkipNameValidation allows several managers in one process (tests restarting the manager).
+	SkipNameValidation bool
+}
+
+func (o *Options) defaults() {
+	if o.StatusRefresh <= 0 {
+		o.StatusRefresh = 30 * time.Second
+	}
+	if o.RedisTimeout <= 0 {
+		o.RedisTimeout = 2 * time.Second
+	}
+	if o.MaxConcurrentReconciles <= 0 {
+		o.MaxConcurrentReconciles = 4
+	}
+}
+
+// SetupWithManager registers the ResendWebhook controller, its field index and watches with mgr.
+// The returned Reconciler's Close releases its Redis connections (the manager does it on stop).
+func SetupWithManager(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
+	opts.defaults()
+	r := &Reconciler{
+		client:   mgr.GetClient(),
+		recorder: mgr.GetEventRecorder(ControllerName),
+		opts:     opts,
+		queues:   newQueueMonitors(),
+		applied:  newAppliedMemo(),
+	}
+	ctx := context.Background()
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ResendWebhook{}, secretIndex, func(o client.Object) []string {
+		return referencedSecrets(o.(*v1alpha1.ResendWebhook))
+	}); err != nil {
+		return nil, err
+	}
+	// Close Redis clients when the manager stops.
+	if err := mgr.Add(closeOnStop{r}); err != nil {
+		return nil, err
+	}
+	err := ctrl.NewControllerManagedBy(mgr).
+		Named(ControllerName).
+		For(&v1alpha1.ResendWebhook{}).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Owns(&networkingv1.Ingress{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.webhooksForSecret)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles, SkipNameValidation: new(opts.SkipNameValidation)}).
+		Complete(r)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// referencedSecrets are the names of every Secret the webhook reads or mounts.
+func referencedSecrets(rw *v1alpha1.ResendWebhook) []string {
+	names := []string{rw.Spec.SigningSecret.Name}
+	red := rw.Spec.Queue.Redis
+	if red.PasswordSecretRef != nil {
+		names = append(names, red.PasswordSecretRef.Name)
+	}
+	if red.TLS != nil && red.TLS.CASecretRef != nil {
+		names = append(names, red.TLS.CASecretRef.Name)
+	}
+	if w := rw.Spec.Worker; w != nil && w.Sink != nil && w.Sink.SigningSecretRef != nil {
+		names = append(names, w.Sink.SigningSecretRef.Name)
+	}
+	return names
+}
+
+// webhooksForSecret maps a Secret event to the webhooks in its namespace that reference it.
+func (r *Reconciler) webhooksForSecret(ctx context.Context, s client.Object) []reconcile.Request {
+	var list v1alpha1.ResendWebhookList
+	if err := r.client.List(ctx, &list, client.InNamespace(s.GetNamespace()), client.MatchingFields{secretIndex: s.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing webhooks for secret", "secret", s.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, len(list.Items))
+	for i, rw := range list.Items {
+		reqs[i] = reconcile.Request{NamespacedName: types.NamespacedName{Namespace: rw.Namespace, Name: rw.Name}}
+	}
+	return reqs
+}
+
+// closeOnStop is a manager Runnable that closes the Reconciler's Redis clients at shutdown.
+type closeOnStop struct{ r *Reconciler }
+
+func (c closeOnStop) Start(ctx context.Context) error {
+	<-ctx.Done()
+	c.r.Close()
+	return nil
+}
+
+// NeedLeaderElection is false so clients are closed on every replica.
+func (closeOnStop) NeedLeaderElection() bool { return false }

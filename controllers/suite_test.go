@@ -1,0 +1,242 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+	"github.com/resend-webhook-operator/resend-webhook-operator/controllers"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/manager"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
+)
+
+// One control plane and one Redis for the whole package; tests use their own namespaces.
+var (
+	cfg        *rest.Config
+	kubeconfig string // path of a kubeconfig file for kubectl
+	k8s        client.Client
+	sharedRed  *testutil.Redis
+)
+
+const testImage = "example.test/rwh:dev"
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	if _, err := testutil.KubeAssetsDir(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(testutil.RepoRoot(), "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	// The benchmark creates 1000+ ClusterIP Services; envtest's default range has 256 addresses.
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/16")
+	var err error
+	if cfg, err = env.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "envtest:", err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+	dir, err := os.MkdirTemp("", "rwh-controllers-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cfg.QPS, cfg.Burst = 500, 1000 // benchmarks create thousands of objects
+	if k8s, err = client.New(cfg, client.Options{Scheme: manager.Scheme()}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if sharedRed, err = testutil.NewRedis(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer sharedRed.Close()
+	defer stopSharedManager()
+	return m.Run()
+}
+
+// runningManager is a manager running in this process.
+type runningManager struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (r *runningManager) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// startManager runs the real manager (manager.Run) and waits until its caches are synced.
+func startManager(tb testing.TB, refresh time.Duration) *runningManager {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{})
+	rm := &runningManager{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		rm.done <- manager.Run(ctx, cfg, manager.Options{
+			MetricsBindAddress:     "0",
+			HealthProbeBindAddress: "0",
+			Controller: controllers.Options{
+				Image: testImage, StatusRefresh: refresh, RedisTimeout: time.Second,
+				SkipNameValidation: true, MaxConcurrentReconciles: 4,
+			},
+			OnStarted: func(ctrl.Manager) { close(started) },
+			Logger:    testLogger(),
+		})
+	}()
+	select {
+	case <-started:
+	case err := <-rm.done:
+		cancel()
+		tb.Fatalf("manager exited at start: %v", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		tb.Fatal("manager caches did not sync within 60s")
+	}
+	return rm
+}
+
+var (
+	sharedMu  sync.Mutex
+	sharedMgr *runningManager
+)
+
+// useSharedManager makes sure the package's manager (status refresh 1 s) runs.
+func useSharedManager(t *testing.T) {
+	t.Helper()
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if sharedMgr == nil {
+		sharedMgr = startManager(t, time.Second)
+	}
+}
+
+// restartSharedManager stops the manager and starts a fresh one: a full resync from empty
+// caches and an empty memory.
+func restartSharedManager(t *testing.T) {
+	t.Helper()
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if sharedMgr != nil {
+		sharedMgr.stop()
+	}
+	sharedMgr = startManager(t, time.Second)
+}
+
+func stopSharedManager() {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if sharedMgr != nil {
+		sharedMgr.stop()
+		sharedMgr = nil
+	}
+}
+
+// reconcileTotal reads controller-runtime's reconcile counter for the controller.
+func reconcileTotal() float64 {
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		return -1
+	}
+	var total float64
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if labelIs(m, "controller", controllers.ControllerName) {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
+}
+
+func labelIs(m *dto.Metric, name, value string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
+		}
+	}
+	return false
+}
+
+// eventually polls f until it returns nil or the timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = f(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still failing after %s: %v", what, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval, not synchronisation
+	}
+}
+
+// namespace creates a fresh namespace for one test.
+func namespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "rwh-test-"}}
+	if err := k8s.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+const validSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+func signingSecret(ns, name string, data map[string]string) *corev1.Secret {
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data}
+}
+
+// webhook is a minimal ResendWebhook pointing at redisURL.
+func webhook(ns, name, redisURL string) *v1alpha1.ResendWebhook {
+	return &v1alpha1.ResendWebhook{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.ResendWebhookSpec{
+			SigningSecret: v1alpha1.SigningSecretRef{Name: name + "-signing"},
+			Queue:         v1alpha1.QueueSpec{Redis: v1alpha1.RedisSpec{URL: redisURL}},
+		},
+	}
+}
+
+// testLogger shows the manager's errors (or everything with RWH_TEST_LOG=debug) on stderr.
+func testLogger() *slog.Logger {
+	level := slog.LevelError
+	if os.Getenv("RWH_TEST_LOG") == "debug" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func crmetricsGather() ([]*dto.MetricFamily, error) { return crmetrics.Registry.Gather() }
