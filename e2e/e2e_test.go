@@ -1,0 +1,396 @@
+// Package e2e is the end-to-end test: the operator's manager, a real apiserver, Redis, the
+// local pod runner (which runs the receiver and worker pods the controller renders as local
+// processes of the real binary) and an echo sink, driven the way a user drives them — with
+// kubectl — and with signed traffic through the Ingress.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/hack/dev/sandbox"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/sender"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
+)
+
+const (
+	namespace = "e2e"
+	name      = "hooks"
+	host      = "hooks.e2e.local"
+	path      = "/resend"
+)
+
+// binary builds the operator binary the runner runs for pods (fresh, from this checkout).
+func binary(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("RWH_E2E_BINARY"); b != "" {
+		return b
+	}
+	out := filepath.Join(t.TempDir(), "resend-webhook-operator")
+	cmd := exec.Command("go", "build", "-o", out, ".")
+	cmd.Dir = testutil.RepoRoot()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the operator binary: %v\n%s", err, b)
+	}
+	return out
+}
+
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
+	began := time.Now()
+	testutil.KubeAssets(t)
+	kubectlBin := testutil.Kubectl(t)
+	bin := binary(t)
+	t.Logf("binary built in %s", time.Since(began).Round(time.Millisecond))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	logFile, err := os.Create(filepath.Join(dir, "sandbox.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	podOut, err := os.Create(filepath.Join(dir, "pods.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpTail(t, logFile.Name(), 60)
+			dumpTail(t, podOut.Name(), 80)
+		}
+		_ = logFile.Close()
+		_ = podOut.Close()
+	})
+	sinkSecret := sender.RandomSecret()
+	sb, err := sandbox.Start(ctx, sandbox.Options{
+		Dir:           dir,
+		Binary:        bin,
+		SinkSecret:    sinkSecret,
+		StatusRefresh: 2 * time.Second,
+		Log:           slog.New(slog.NewJSONHandler(logFile, nil)),
+		PodOutput:     podOut,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			start := time.Now()
+			sb.Stop()
+			t.Logf("sandbox stopped in %s", time.Since(start).Round(time.Millisecond))
+		}
+	}
+	t.Cleanup(stop)
+	t.Logf("sandbox up in %s (ingress %s, redis %s, sink %s)", time.Since(began).Round(time.Millisecond), sb.Runner.IngressAddr(), sb.RedisURL, sb.SinkURL)
+
+	k := &kubectl{t: t, bin: kubectlBin, kubeconfig: sb.Kubeconfig}
+	current, next := sender.RandomSecret(), sender.RandomSecret()
+	url := "http://" + sb.Runner.IngressAddr() + path
+	client := &http.Client{Timeout: 10 * time.Second}
+	step := func(name string, f func()) {
+		start := time.Now()
+		f()
+		t.Logf("step %-28s %s", name, time.Since(start).Round(time.Millisecond))
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+
+	step("1 apply and wait Ready", func() {
+		manifest := fmt.Sprintf(manifestTemplate, namespace, name, current, sinkSecret, name, host, path, sb.RedisURL, sb.SinkURL)
+		f := filepath.Join(dir, "webhook.yaml")
+		if err := os.WriteFile(f, []byte(manifest), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		k.run("apply", "-f", f)
+		if _, err := k.try("wait", "--for=condition=Ready", "rwh/"+name, "-n", namespace, "--timeout=120s"); err != nil {
+			t.Fatalf("ResendWebhook did not become Ready: %v\n%s\npods: %+v", err, k.run("get", "rwh,deploy,ingress", "-n", namespace, "-o", "wide"), sb.Runner.Pods())
+		}
+		if got := k.run("get", "rwh", name, "-n", namespace, "-o", "jsonpath={.status.url}"); !strings.Contains(got, host) {
+			t.Errorf("status.url = %q, want it to name host %s", got, host)
+		}
+	})
+
+	var distinct []string
+	step("2 1000+100+20 events", func() {
+		s, err := sender.Send(ctx, sender.Options{URL: url, Host: host, Secret: current, Count: 1000, Duplicates: 100, Forged: 20, Concurrency: 16, Client: client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var report bytes.Buffer
+		s.Print(&report)
+		t.Logf("sender:\n%s", report.String())
+		wantCodes(t, "distinct", s.Codes(sender.KindDistinct), map[int]int{200: 1000})
+		wantCodes(t, "duplicate", s.Codes(sender.KindDuplicate), map[int]int{200: 100})
+		wantCodes(t, "forged", s.Codes(sender.KindForged), map[int]int{401: 20})
+		distinct = s.DistinctIDs()
+		// The queue drains: nothing pending, active or retrying, and 1000 tasks completed.
+		insp := asynq.NewInspector(mustRedisOpt(t, sb.RedisURL))
+		defer func() { _ = insp.Close() }()
+		eventually(t, 90*time.Second, func() error {
+			q, err := insp.GetQueueInfo(namespace + "." + name)
+			if err != nil {
+				return err
+			}
+			if q.Pending+q.Active+q.Retry+q.Scheduled > 0 || q.Completed != 1000 {
+				return fmt.Errorf("queue not drained: pending %d active %d retry %d scheduled %d completed %d archived %d",
+					q.Pending, q.Active, q.Retry, q.Scheduled, q.Completed, q.Archived)
+			}
+			return nil
+		})
+		got := sb.Sink.Received()
+		if !slices.Equal(slices.Sorted(maps.Keys(got)), slices.Sorted(slices.Values(distinct))) {
+			t.Fatalf("sink received %d ids, want exactly the %d distinct ids sent", len(got), len(distinct))
+		}
+		for id, n := range got {
+			if n != 1 {
+				t.Errorf("sink received %s %d times, want once", id, n)
+			}
+		}
+		if n := sb.Sink.Invalid(); n != 0 {
+			t.Errorf("sink saw %d deliveries with an invalid signature", n)
+		}
+	})
+
+	step("3 rotate signing secret", func() {
+		k.run("patch", "secret", name+"-signing", "-n", namespace, "--type=merge", "-p", `{"stringData":{"next":"`+next+`"}}`)
+		start := time.Now()
+		eventually(t, 60*time.Second, func() error { return post(ctx, client, url, next, 200) })
+		t.Logf("new key accepted %s after kubectl patch", time.Since(start).Round(time.Millisecond))
+		k.run("patch", "secret", name+"-signing", "-n", namespace, "--type=json", "-p", `[{"op":"remove","path":"/data/current"}]`)
+		start = time.Now()
+		eventually(t, 60*time.Second, func() error { return post(ctx, client, url, current, 401) })
+		t.Logf("old key rejected %s after kubectl patch", time.Since(start).Round(time.Millisecond))
+		if err := post(ctx, client, url, next, 200); err != nil {
+			t.Errorf("after removing the old key, the new key: %v", err)
+		}
+	})
+
+	step("4 sink 500 → dead letters", func() {
+		sb.Sink.SetStatus(http.StatusInternalServerError)
+		before := deadColumn(t, k)
+		s, err := sender.Send(ctx, sender.Options{URL: url, Host: host, Secret: next, Count: 5, Client: client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantCodes(t, "distinct", s.Codes(sender.KindDistinct), map[int]int{200: 5})
+		eventually(t, 120*time.Second, func() error {
+			if dead := deadColumn(t, k); dead < before+5 {
+				return fmt.Errorf("kubectl get rwh shows Dead %d, want %d", dead, before+5)
+			}
+			return nil
+		})
+		attempts := sb.Sink.Attempts()
+		for _, id := range s.DistinctIDs() {
+			if attempts[id] != 3 {
+				t.Errorf("event %s reached the sink %d times, want maxAttempts = 3", id, attempts[id])
+			}
+		}
+		sb.Sink.SetStatus(http.StatusOK)
+	})
+
+	step("5 delete → processes stop", func() {
+		var pids []int
+		for _, p := range sb.Runner.Pods() {
+			if p.Namespace == namespace {
+				pids = append(pids, p.PIDs...)
+			}
+		}
+		if len(pids) < 3 {
+			t.Fatalf("want at least 3 running processes (2 receivers, 1 worker) before delete, got %v", pids)
+		}
+		k.run("delete", "rwh", name, "-n", namespace, "--wait=true", "--timeout=60s")
+		eventually(t, 60*time.Second, func() error {
+			for _, p := range sb.Runner.Pods() {
+				if p.Namespace == namespace {
+					return fmt.Errorf("pod %s still known to the runner (terminating=%v)", p.Name, p.Terminating)
+				}
+			}
+			for _, pid := range pids {
+				if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+					return fmt.Errorf("process %d still exists", pid)
+				}
+			}
+			if out := k.run("get", "deploy,svc,ingress", "-n", namespace, "-o", "name"); strings.TrimSpace(out) != "" {
+				return fmt.Errorf("children left: %s", out)
+			}
+			return nil
+		})
+	})
+	stop()
+	t.Logf("end-to-end wall time: %s", time.Since(began).Round(time.Millisecond))
+}
+
+const manifestTemplate = `apiVersion: v1
+kind: Namespace
+metadata:
+  name: %[1]s
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: %[2]s-signing
+  namespace: %[1]s
+stringData:
+  current: %[3]s
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: %[2]s-sink
+  namespace: %[1]s
+stringData:
+  secret: %[4]s
+---
+apiVersion: webhooks.resend-operator.dev/v1alpha1
+kind: ResendWebhook
+metadata:
+  name: %[5]s
+  namespace: %[1]s
+spec:
+  signingSecret:
+    name: %[2]s-signing
+    keys: [current, next]
+  queue:
+    redis:
+      url: %[8]s
+    dedupWindow: 1h
+  retry:
+    maxAttempts: 3
+    factor: 1
+    minBackoff: 1s
+    maxBackoff: 1s
+    randomize: false
+  maxDuration: 10s
+  receiver:
+    replicas: 2
+  ingress:
+    host: %[6]s
+    path: %[7]s
+  worker:
+    replicas: 1
+    concurrency: 20
+    sink:
+      url: %[9]s
+      timeout: 5s
+      signingSecretRef:
+        name: %[2]s-sink
+        key: secret
+`
+
+// post sends one fresh signed event and checks the status code.
+func post(ctx context.Context, c *http.Client, url, secret string, want int) error {
+	body := sender.SampleEvent("email.delivered", 0, time.Now())
+	got, err := sender.Post(ctx, c, url, host, secret, sender.NewID(), body)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("got HTTP %d, want %d", got, want)
+	}
+	return nil
+}
+
+// deadColumn reads the Dead printer column of `kubectl get rwh`.
+func deadColumn(t *testing.T, k *kubectl) int {
+	out := k.run("get", "rwh", name, "-n", namespace)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("unexpected kubectl get rwh output:\n%s", out)
+	}
+	header, row := strings.Fields(lines[0]), strings.Fields(lines[1])
+	i := slices.Index(header, "DEAD")
+	if i < 0 || len(row) != len(header) {
+		t.Fatalf("kubectl get rwh has no DEAD column or empty cells:\n%s", out)
+	}
+	n, err := strconv.Atoi(row[i])
+	if err != nil {
+		t.Fatalf("DEAD column %q: %v", row[i], err)
+	}
+	return n
+}
+
+func wantCodes(t *testing.T, what string, got, want map[int]int) {
+	t.Helper()
+	if !maps.Equal(got, want) {
+		t.Errorf("%s requests: status codes %v, want %v", what, got, want)
+	}
+}
+
+func mustRedisOpt(t *testing.T, url string) asynq.RedisConnOpt {
+	opt, err := asynq.ParseRedisURI(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opt
+}
+
+// eventually polls f until it returns nil or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %v", timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond) // poll interval, not synchronisation
+	}
+}
+
+type kubectl struct {
+	t          *testing.T
+	bin        string
+	kubeconfig string
+}
+
+func (k *kubectl) try(args ...string) (string, error) {
+	cmd := exec.Command(k.bin, append([]string{"--kubeconfig=" + k.kubeconfig}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+func (k *kubectl) run(args ...string) string {
+	k.t.Helper()
+	out, err := k.try(args...)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	return out
+}
+
+func dumpTail(t *testing.T, path string, n int) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	t.Logf("--- last %d lines of %s ---\n%s", n, filepath.Base(path), strings.Join(lines[max(0, len(lines)-n):], "\n"))
+}
