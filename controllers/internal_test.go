@@ -110,3 +110,38 @@ func TestDesiredStatus(t *testing.T) {
 func equalStatus(a, b v1alpha1.ResendWebhookStatus) bool {
 	return equality.Semantic.DeepEqual(a, b)
 }
+
+func TestEndpointURL(t *testing.T) {
+	lb := func(addr string, ports ...int32) *networkingv1.Ingress {
+		ing := &networkingv1.Ingress{}
+		st := networkingv1.IngressLoadBalancerIngress{IP: addr}
+		for _, p := range ports {
+			st.Ports = append(st.Ports, networkingv1.IngressPortStatus{Port: p})
+		}
+		ing.Status.LoadBalancer.Ingress = []networkingv1.IngressLoadBalancerIngress{st}
+		return ing
+	}
+	withIngress := func(in *v1alpha1.IngressSpec) *v1alpha1.ResendWebhook {
+		return &v1alpha1.ResendWebhook{Spec: v1alpha1.ResendWebhookSpec{Ingress: in}}
+	}
+	tests := []struct {
+		name string
+		rw   *v1alpha1.ResendWebhook
+		ing  *networkingv1.Ingress
+		want string
+	}{
+		{"no ingress", withIngress(nil), nil, ""},
+		{"host, no tls", withIngress(&v1alpha1.IngressSpec{Host: "hooks.example.com", Path: "/resend"}), nil, "http://hooks.example.com/resend"},
+		{"host with tls", withIngress(&v1alpha1.IngressSpec{Host: "hooks.example.com", TLS: &v1alpha1.IngressTLS{SecretName: "t"}}), lb("10.0.0.1", 8080), "https://hooks.example.com/"},
+		{"lb address, no address yet", withIngress(&v1alpha1.IngressSpec{Path: "/"}), lb(""), ""},
+		{"lb address, default port", withIngress(&v1alpha1.IngressSpec{Path: "/"}), lb("203.0.113.7", 80), "http://203.0.113.7/"},
+		{"lb address with port", withIngress(&v1alpha1.IngressSpec{Path: "/x"}), lb("127.0.0.1", 8080), "http://127.0.0.1:8080/x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := endpointURL(tt.rw, tt.ing); got != tt.want {
+				t.Fatalf("endpointURL = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

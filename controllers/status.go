@@ -1,9 +1,12 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -163,14 +166,20 @@ func ingressCondition(ing *networkingv1.Ingress) metav1.Condition {
 		Message: "load balancer address " + lbAddress(ing)}
 }
 
+// lbAddress is the Ingress's first load-balancer address, with its port when the ingress
+// controller reports one other than 80 and 443 (as local or NodePort-style controllers do).
 func lbAddress(ing *networkingv1.Ingress) string {
 	for _, lb := range ing.Status.LoadBalancer.Ingress {
-		if lb.Hostname != "" {
-			return lb.Hostname
+		addr := cmp.Or(lb.Hostname, lb.IP)
+		if addr == "" {
+			continue
 		}
-		if lb.IP != "" {
-			return lb.IP
+		for _, p := range lb.Ports {
+			if p.Port != 80 && p.Port != 443 {
+				return net.JoinHostPort(addr, strconv.Itoa(int(p.Port)))
+			}
 		}
+		return addr
 	}
 	return ""
 }
