@@ -5,7 +5,7 @@
 //
 // Run it by hand against a local Redis:
 //
-//	go run ./examples/custom-worker --redis-url=redis://127.0.0.1:6379/0 --queue=default/my-webhook --admin-listen=127.0.0.1:9090
+//	go run ./examples/custom-worker --redis-url=redis://127.0.0.1:6379/0 --queue=default.my-webhook --admin-listen=127.0.0.1:9090
 package main
 
 import (
