@@ -125,7 +125,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: c.logLevel})).With("component", "receiver")
+	log := cli.Logger(stdout, "receiver", c.logLevel)
 	// go-redis reports every failed dial on stderr; the readiness probe already logs outages once.
 	redis.SetLogger(redisLogger{log})
 	return serve(ctx, c, log)

@@ -69,7 +69,7 @@ func parseFlags(name, summary string, args []string, getenv func(string) string,
 		AdminListen:   f.adminListen,
 		Retry: RetryPolicy{MaxAttempts: f.maxAttempts, Factor: f.factor, MinBackoff: f.minBackoff,
 			MaxBackoff: f.maxBackoff, Randomize: f.randomize},
-		Logger: slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: f.logLevel})).With("component", "worker"),
+		Logger: cli.Logger(stdout, "worker", f.logLevel),
 	}
 	sink := SinkConfig{URL: f.sinkURL, Timeout: f.sinkTimeout, SecretFile: f.sinkSecretFile, MaxConns: f.concurrency}
 	var errs []error

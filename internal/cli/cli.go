@@ -62,8 +62,8 @@ func NewFlagSet(name, summary string, w io.Writer) *flag.FlagSet {
 }
 
 // Logger returns the JSON logger every subcommand writes to stdout with.
-func Logger(w io.Writer, component string) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", component)
+func Logger(w io.Writer, component string, level slog.Leveler) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})).With("component", component)
 }
 
 // StringList is a flag.Value for comma-separated lists (--events a,b or repeated flags).

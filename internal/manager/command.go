@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("--image (or RWH_IMAGE) is required: the default receiver/worker image")
 	}
 	o.WatchNamespaces = namespaces
-	o.Logger = cli.Logger(stdout, "manager")
+	o.Logger = cli.Logger(stdout, "manager", slog.LevelInfo)
 	cfg, err := restConfig(kubeconfig, getenv)
 	if err != nil {
 		return err
@@ -135,7 +135,7 @@ func Scheme() *runtime.Scheme {
 func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	log := o.Logger
 	if log == nil {
-		log = cli.Logger(io.Discard, "manager")
+		log = cli.Logger(io.Discard, "manager", slog.LevelInfo)
 	}
 	logger := logr.FromSlogHandler(log.Handler())
 	setGlobalLoggers(log, logger)
