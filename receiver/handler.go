@@ -100,6 +100,10 @@ func NewHandler(o Options) (*Handler, error) {
 		return nil, fmt.Errorf("receiver: invalid options: max attempts %d, max duration %s, dedup window %s, max body %d, tolerance %s",
 			o.MaxAttempts, o.MaxDuration, o.DedupWindow, o.MaxBodyBytes, o.Tolerance)
 	}
+	// Asynq keeps Timeout and Retention in whole seconds, rounding down; round up instead so an
+	// attempt never gets less time, nor an id a shorter memory, than configured.
+	o.MaxDuration = o.MaxDuration + (time.Second-o.MaxDuration%time.Second)%time.Second
+	o.DedupWindow = o.DedupWindow + (time.Second-o.DedupWindow%time.Second)%time.Second
 	h := &Handler{
 		client:  o.Client,
 		secrets: o.Secrets,
@@ -270,7 +274,9 @@ func (h *Handler) enqueue(ctx context.Context, req *request, body []byte, ts, si
 func readBody(body io.Reader, contentLength int64) ([]byte, error) {
 	size := int64(512)
 	if contentLength >= 0 {
-		size = contentLength + 1 // +1 so EOF is seen without growing
+		// +1 so EOF is seen without growing; capped so that a claimed Content-Length from an
+		// unauthenticated client cannot reserve memory before its bytes arrive.
+		size = min(contentLength+1, 64<<10)
 	}
 	buf := make([]byte, 0, size)
 	for {

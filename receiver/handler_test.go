@@ -252,11 +252,13 @@ func TestDrainingAnswers503(t *testing.T) {
 	}
 }
 
-func TestNoSecretsAnswers503(t *testing.T) {
+// With no valid secret loaded, no signature can match: 401 per the status table (readiness
+// fails too, so a pod in this state gets no traffic behind a Service).
+func TestNoSecretsAnswers401(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.Secrets = StaticSecrets(nil) })
 	body := event("email.sent")
 	r := f.post(t, signed(t, vectorSecret, "msg_nosecret", time.Now(), body), body)
-	if r.code != 503 || r.hdr.Get("Retry-After") == "" {
+	if r.code != http.StatusUnauthorized || !strings.Contains(r.body, "no valid signing secret") {
 		t.Fatalf("no secrets: %d %q", r.code, r.body)
 	}
 }
@@ -293,5 +295,25 @@ func TestNewHandlerRejectsIncompleteOptions(t *testing.T) {
 		if _, err := NewHandler(o); err == nil {
 			t.Errorf("NewHandler(%+v) succeeded", o)
 		}
+	}
+}
+
+// Asynq stores Timeout and Retention in whole seconds, truncating; the handler rounds up so an
+// attempt never gets less time than --max-duration says.
+func TestSubSecondDurationsRoundUp(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.MaxDuration = 1500 * time.Millisecond
+		o.DedupWindow = 90*time.Second + time.Millisecond
+	})
+	body := event("email.sent")
+	if r := f.post(t, signed(t, vectorSecret, "msg_round", time.Now(), body), body); r.code != 200 {
+		t.Fatalf("got %d %s", r.code, r.body)
+	}
+	info, err := f.insp.GetTaskInfo("ns.hook", "msg_round")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Timeout != 2*time.Second || info.Retention != 91*time.Second {
+		t.Fatalf("Timeout/Retention = %s/%s, want 2s/1m31s", info.Timeout, info.Retention)
 	}
 }

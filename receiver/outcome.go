@@ -51,7 +51,7 @@ var outcomes = [numOutcomes]outcomeInfo{
 	outBodyNotJSON:        info(http.StatusBadRequest, "body_not_json", "error", "body is not JSON"),
 	outNoType:             info(http.StatusBadRequest, "no_type", "error", "body has no string \"type\""),
 	outBadType:            info(http.StatusBadRequest, "bad_type", "error", "\"type\" is not 1-256 printable characters"),
-	outNoSecrets:          info(http.StatusServiceUnavailable, "no_secrets", "error", "no valid signing secret is loaded"),
+	outNoSecrets:          info(http.StatusUnauthorized, "no_secrets", "error", "no valid signing secret is loaded"),
 	outDraining:           info(http.StatusServiceUnavailable, "draining", "error", "shutting down, retry later"),
 	outEnqueueFailed:      info(http.StatusServiceUnavailable, "enqueue_failed", "error", "could not enqueue, retry later"),
 }

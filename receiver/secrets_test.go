@@ -168,10 +168,10 @@ func TestRotationWithoutFailedRequests(t *testing.T) {
 	if metricValue(m.secretsLoaded) != 1 {
 		t.Fatalf("secrets_loaded = %v", metricValue(m.secretsLoaded))
 	}
-	// All keys removed: nothing valid (readiness fails in the command; requests get 503).
+	// All keys removed: nothing valid (readiness fails in the command; requests get 401).
 	d.update(map[string]string{})
 	eventually(t, 10*time.Second, "no key left", func() bool { return s.Valid() == 0 })
-	if r := f.post(t, signed(t, otherSecret, "msg_rot_none", time.Now(), body), body); r.code != http.StatusServiceUnavailable {
+	if r := f.post(t, signed(t, otherSecret, "msg_rot_none", time.Now(), body), body); r.code != http.StatusUnauthorized {
 		t.Fatalf("no secrets: %d", r.code)
 	}
 }
