@@ -346,20 +346,9 @@ func mustRedisOpt(t *testing.T, url string) asynq.RedisConnOpt {
 	return opt
 }
 
-// eventually polls f until it returns nil or the timeout passes.
 func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond) // poll interval, not synchronisation
-	}
+	testutil.Eventually(t, timeout, "e2e", f)
 }
 
 type kubectl struct {

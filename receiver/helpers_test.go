@@ -146,17 +146,7 @@ func (f *fixture) count(code, reason string) float64 {
 	return testutil.ToFloat64(f.metrics.requests.WithLabelValues(code, reason))
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
+var eventually = rwhtest.EventuallyTrue
 
 // syncBuffer is a goroutine-safe log sink.
 type syncBuffer struct {

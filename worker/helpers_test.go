@@ -103,17 +103,7 @@ func status(codes ...int) func(int, http.ResponseWriter, *http.Request) {
 	}
 }
 
-// eventually polls cond until it is true or the deadline passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var eventually = testutil.EventuallyTrue
 
 // writeSecret writes a fresh whsec_ secret to a file and returns both.
 func writeSecret(t testing.TB) (secret, path string) {

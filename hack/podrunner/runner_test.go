@@ -390,17 +390,7 @@ func podsOf(r *Runner, deployment string) []PodInfo {
 
 func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond) // poll interval
-	}
+	testutil.Eventually(t, timeout, "pod runner", f)
 }
 
 // syncBuffer is a goroutine-safe log buffer.
