@@ -302,7 +302,8 @@ func TestStatusFollowsAvailabilityIngressAndRedis(t *testing.T) {
 	mustCreate(t, rw)
 
 	waitCondition(t, rw, v1alpha1.ConditionQueueReachable, metav1.ConditionTrue, controllers.ReasonReachable)
-	waitCondition(t, rw, v1alpha1.ConditionReceiverAvailable, metav1.ConditionFalse, controllers.ReasonUnavailable)
+	// No deployment controller has seen the new Deployment yet.
+	waitCondition(t, rw, v1alpha1.ConditionReceiverAvailable, metav1.ConditionFalse, controllers.ReasonProgressing)
 	got := waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionFalse, controllers.ReasonNotReady)
 	_ = got
 

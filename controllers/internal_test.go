@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 
 func TestQueueMonitorsShareAndCloseClients(t *testing.T) {
 	red := testutil.StartRedis(t)
-	q := newQueueMonitors()
+	q := newQueueMonitors(time.Second)
 	a, b := types.NamespacedName{Namespace: "n", Name: "a"}, types.NamespacedName{Namespace: "n", Name: "b"}
 	cfg := redisconn.Config{URL: red.URL()}
 	ma, err := q.get(a, cfg)
@@ -143,5 +144,60 @@ func TestEndpointURL(t *testing.T) {
 				t.Fatalf("endpointURL = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// The Inspector's calls take no context: a Redis that accepts connections but never answers
+// must still release the reconcile worker after about the configured timeout.
+func TestQueueMonitorTimesOutOnHangingRedis(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		var conns []net.Conn // held open, never answered
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				for _, c := range conns {
+					_ = c.Close()
+				}
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close(); <-accepted })
+	const timeout = 200 * time.Millisecond
+	q := newQueueMonitors(timeout)
+	t.Cleanup(q.closeAll)
+	m, err := q.get(types.NamespacedName{Namespace: "n", Name: "a"}, redisconn.Config{URL: "redis://" + ln.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = m.inspector.GetQueueInfo("n.a")
+	if err == nil {
+		t.Fatal("GetQueueInfo succeeded against a silent server")
+	}
+	if took := time.Since(start); took > 10*timeout {
+		t.Fatalf("GetQueueInfo took %s with a %s timeout", took, timeout)
+	}
+}
+
+// A Deployment whose new spec the deployment controller has not seen yet reports the old pods'
+// availability: it is not available yet.
+func TestDeploymentConditionWaitsForObservedGeneration(t *testing.T) {
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "w-receiver", Generation: 2}}
+	d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: "True"}}
+	d.Status.ObservedGeneration = 1
+	if c := deploymentCondition(v1alpha1.ConditionReceiverAvailable, d); c.Status != metav1.ConditionFalse || c.Reason != ReasonProgressing {
+		t.Fatalf("lagging Deployment: %+v", c)
+	}
+	d.Status.ObservedGeneration = 2
+	if c := deploymentCondition(v1alpha1.ConditionReceiverAvailable, d); c.Status != metav1.ConditionTrue {
+		t.Fatalf("observed Deployment: %+v", c)
 	}
 }

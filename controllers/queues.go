@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -21,6 +22,7 @@ import (
 // (address, credentials, TLS) among the webhooks using it, instead of dialing per reconcile.
 // A client is closed when its last webhook goes away or moves to another configuration.
 type queueMonitors struct {
+	timeout  time.Duration // dial, read and write timeout of every monitoring connection
 	mu       sync.Mutex
 	byConfig map[string]*queueMonitor
 	configOf map[types.NamespacedName]string
@@ -32,8 +34,8 @@ type queueMonitor struct {
 	users     map[types.NamespacedName]struct{}
 }
 
-func newQueueMonitors() *queueMonitors {
-	return &queueMonitors{byConfig: map[string]*queueMonitor{}, configOf: map[types.NamespacedName]string{}}
+func newQueueMonitors(timeout time.Duration) *queueMonitors {
+	return &queueMonitors{timeout: timeout, byConfig: map[string]*queueMonitor{}, configOf: map[types.NamespacedName]string{}}
 }
 
 // monitorPoolSize bounds the connections per Redis: reconciles are few and short.
@@ -54,6 +56,7 @@ func (q *queueMonitors) get(webhook types.NamespacedName, cfg redisconn.Config) 
 		if err != nil {
 			return nil, err
 		}
+		opt = withTimeouts(opt, q.timeout)
 		c, ok := opt.MakeRedisClient().(redis.UniversalClient)
 		if !ok {
 			return nil, errors.New("unexpected redis client type")
@@ -64,6 +67,20 @@ func (q *queueMonitors) get(webhook types.NamespacedName, cfg redisconn.Config) 
 	m.users[webhook] = struct{}{}
 	q.configOf[webhook] = fp
 	return m, nil
+}
+
+// withTimeouts bounds dialing and every command: the Inspector's calls take no context, so
+// without socket timeouts a hanging Redis would hold a reconcile worker indefinitely.
+func withTimeouts(opt asynq.RedisConnOpt, d time.Duration) asynq.RedisConnOpt {
+	switch o := opt.(type) {
+	case asynq.RedisClientOpt:
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = d, d, d
+		return o
+	case asynq.RedisFailoverClientOpt:
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = d, d, d
+		return o
+	}
+	return opt
 }
 
 // release unregisters webhook and closes its client when nobody else uses it.

@@ -36,9 +36,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil || rw == nil {
 		return ctrl.Result{}, err
 	}
-	children := render.All(rw, render.Options{Image: r.opts.Image})
-	applyErr := r.apply(ctx, rw, children)
-	obs := r.observe(ctx, rw)
+	secrets := newSecretReader(r.client, rw.Namespace)
+	inputs := render.Options{Image: r.opts.Image, RedisSecretsDigest: secrets.redisDigest(ctx, rw)}
+	applyErr := r.apply(ctx, rw, inputs, render.All(rw, inputs))
+	obs := r.observe(ctx, rw, secrets)
 	obs.applyErr = applyErr
 	if err := r.writeStatus(ctx, rw, obs); errors.Is(err, errRetry) {
 		return ctrl.Result{RequeueAfter: conflictRetry}, nil
@@ -81,9 +82,9 @@ func (r *Reconciler) Close() { r.queues.closeAll() }
 
 // apply server-side applies the present children and deletes absent ones this webhook controls.
 // A child that has not changed since this process last applied it is not sent again.
-func (r *Reconciler) apply(ctx context.Context, rw *v1alpha1.ResendWebhook, children render.Children) error {
+func (r *Reconciler) apply(ctx context.Context, rw *v1alpha1.ResendWebhook, inputs render.Options, children render.Children) error {
 	key := client.ObjectKeyFromObject(rw)
-	last := r.applied.versionsFor(rw)
+	last := r.applied.versionsFor(rw, inputs)
 	versions := make(map[string]string, len(children.Present))
 	for _, obj := range children.Present {
 		k := childKey(obj)
@@ -91,7 +92,11 @@ func (r *Reconciler) apply(ctx context.Context, rw *v1alpha1.ResendWebhook, chil
 			versions[k] = rv
 			continue
 		}
-		rv, err := r.applyOne(ctx, obj)
+		err := r.handOverReplicas(ctx, rw, obj)
+		var rv string
+		if err == nil {
+			rv, err = r.applyOne(ctx, obj)
+		}
 		if err != nil {
 			r.applied.forget(key)
 			return fmt.Errorf("apply %s %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
@@ -104,7 +109,7 @@ func (r *Reconciler) apply(ctx context.Context, rw *v1alpha1.ResendWebhook, chil
 			return fmt.Errorf("delete %s %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
 		}
 	}
-	r.applied.remember(rw, versions)
+	r.applied.remember(rw, inputs, versions)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
 )
 
@@ -40,6 +41,31 @@ type secretReader struct {
 	c         client.Reader
 	namespace string
 	seen      map[string]*corev1.Secret // nil value: not found
+}
+
+func newSecretReader(c client.Reader, namespace string) *secretReader {
+	return &secretReader{c: c, namespace: namespace, seen: map[string]*corev1.Secret{}}
+}
+
+// redisDigest is render.RedisSecretsDigest of the referenced Redis password and CA values, or
+// "" when the webhook references neither. A missing Secret or key counts as an empty value:
+// its appearance then changes the digest and rolls the pods onto it.
+func (s *secretReader) redisDigest(ctx context.Context, rw *v1alpha1.ResendWebhook) string {
+	red := rw.Spec.Queue.Redis
+	var password, ca []byte
+	var referenced bool
+	if red.PasswordSecretRef != nil {
+		password, _ = s.value(ctx, *red.PasswordSecretRef, "Redis password")
+		referenced = true
+	}
+	if red.TLS != nil && red.TLS.CASecretRef != nil {
+		ca, _ = s.value(ctx, *red.TLS.CASecretRef, "Redis CA")
+		referenced = true
+	}
+	if !referenced {
+		return ""
+	}
+	return render.RedisSecretsDigest(password, ca)
 }
 
 func (s *secretReader) get(ctx context.Context, name string) (*corev1.Secret, error) {

@@ -11,25 +11,29 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 )
 
-// Least privilege: read the webhooks and write only their status; manage the child kinds;
-// read Secrets (to validate signing secrets and reach Redis); emit events.
+// Least privilege: read the webhooks and update only their status (Status().Update); manage
+// the child kinds with server-side apply (create + patch; never update) and delete the optional
+// ones the spec drops (the Service is always present, so it is never deleted); read Secrets (to
+// validate signing secrets and reach Redis); emit events.
 // +kubebuilder:rbac:groups=webhooks.resend-operator.dev,resources=resendwebhooks,verbs=get;list;watch
-// +kubebuilder:rbac:groups=webhooks.resend-operator.dev,resources=resendwebhooks/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=webhooks.resend-operator.dev,resources=resendwebhooks/status,verbs=update
 // blockOwnerDeletion on the children needs this where OwnerReferencesPermissionEnforcement is on:
 // +kubebuilder:rbac:groups=webhooks.resend-operator.dev,resources=resendwebhooks/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -76,7 +80,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
 		client:   mgr.GetClient(),
 		recorder: mgr.GetEventRecorder(ControllerName),
 		opts:     opts,
-		queues:   newQueueMonitors(),
+		queues:   newQueueMonitors(opts.RedisTimeout),
 		applied:  newAppliedMemo(),
 	}
 	ctx := context.Background()
@@ -91,7 +95,10 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
 	}
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
-		For(&v1alpha1.ResendWebhook{}).
+		// Only spec changes (and create/delete) reconcile: our own status writes must not
+		// trigger the next reconcile, which would re-read changing queue figures and write
+		// again in a tight loop. The periodic RequeueAfter keeps the figures current.
+		For(&v1alpha1.ResendWebhook{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&networkingv1.Ingress{}).

@@ -29,6 +29,7 @@ const (
 	ReasonAvailable          = "Available"
 	ReasonDeploymentMissing  = "DeploymentNotFound"
 	ReasonUnavailable        = "Unavailable"
+	ReasonProgressing        = "Progressing"
 	ReasonAddressAssigned    = "AddressAssigned"
 	ReasonNoAddress          = "NoLoadBalancerAddress"
 	ReasonIngressMissing     = "IngressNotFound"
@@ -53,8 +54,7 @@ type observation struct {
 }
 
 // observe reads Secrets, children and Redis.
-func (r *Reconciler) observe(ctx context.Context, rw *v1alpha1.ResendWebhook) observation {
-	secrets := &secretReader{c: r.client, namespace: rw.Namespace, seen: map[string]*corev1.Secret{}}
+func (r *Reconciler) observe(ctx context.Context, rw *v1alpha1.ResendWebhook, secrets *secretReader) observation {
 	obs := observation{secrets: secrets.checkSecrets(ctx, rw)}
 	obs.receiver = getIfExists[appsv1.Deployment](ctx, r.client, rw.Namespace, render.ReceiverName(rw))
 	if rw.Spec.Worker != nil {
@@ -141,10 +141,14 @@ func readyReplicas(d *appsv1.Deployment) int32 {
 	return d.Status.ReadyReplicas
 }
 
-// deploymentCondition follows the Deployment's own Available condition.
+// deploymentCondition follows the Deployment's own Available condition, once the deployment
+// controller has seen the current spec (until then the status describes the old pods).
 func deploymentCondition(typ string, d *appsv1.Deployment) metav1.Condition {
 	if d == nil {
 		return *falseCond(typ, ReasonDeploymentMissing, "the Deployment does not exist yet")
+	}
+	if d.Status.ObservedGeneration < d.Generation {
+		return *falseCond(typ, ReasonProgressing, fmt.Sprintf("Deployment %s: generation %d not yet observed by the deployment controller", d.Name, d.Generation))
 	}
 	for _, c := range d.Status.Conditions {
 		if c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionTrue {
@@ -255,7 +259,9 @@ var failureConditions = []string{v1alpha1.ConditionSecretResolved, v1alpha1.Cond
 
 func (r *Reconciler) emitFailures(ctx context.Context, rw *v1alpha1.ResendWebhook, before, after []metav1.Condition) {
 	for _, typ := range failureConditions {
-		if c := newFailure(before, after, typ); c != nil {
+		// QueueReachable=False for missing credentials repeats SecretResolved's failure,
+		// which already has its own Event.
+		if c := newFailure(before, after, typ); c != nil && c.Reason != ReasonCredentials {
 			r.recorder.Eventf(rw, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", "%s", c.Message)
 		}
 	}

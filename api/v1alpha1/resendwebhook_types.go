@@ -88,7 +88,7 @@ type SigningSecretRef struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MinLength=1
-	// +kubebuilder:validation:items:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +kubebuilder:validation:items:Pattern=`^[-_a-zA-Z0-9][-._a-zA-Z0-9]*$`
 	// +listType=set
 	Keys []string `json:"keys,omitempty"`
 }
@@ -103,7 +103,7 @@ type SecretKeyRef struct {
 	// Key within the Secret.
 	// +required
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +kubebuilder:validation:Pattern=`^[-_a-zA-Z0-9][-._a-zA-Z0-9]*$`
 	Key string `json:"key"`
 }
 

@@ -101,6 +101,12 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 			want: []string{"spec.signingSecret.keys", "should have at least 1 items"},
 		},
 		{
+			// The receiver skips dot-files in its secrets directory: such a key would never load.
+			name: "signingSecret key starting with a dot",
+			spec: `signingSecret: {keys: [.hidden]}`,
+			want: []string{"spec.signingSecret.keys[0]", "should match"},
+		},
+		{
 			name: "missing signingSecret.name",
 			spec: `signingSecret: {name: null}`,
 			want: []string{"spec.signingSecret.name", "Required value"},

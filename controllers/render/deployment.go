@@ -55,7 +55,7 @@ func ReceiverDeployment(rw *v1alpha1.ResendWebhook, o Options) *appsv1.Deploymen
 			MaxSurge:       new(intstr.FromInt32(1)),
 		},
 	}
-	d.Spec.Template = withConfigHash(d.Spec.Template)
+	d.Spec.Template = withConfigHash(d.Spec.Template, o)
 	return d
 }
 
@@ -84,7 +84,7 @@ func WorkerDeployment(rw *v1alpha1.ResendWebhook, o Options) *appsv1.Deployment 
 			MaxSurge:       new(intstr.FromString("25%")),
 		},
 	}
-	d.Spec.Template = withConfigHash(d.Spec.Template)
+	d.Spec.Template = withConfigHash(d.Spec.Template, o)
 	return d
 }
 
@@ -155,20 +155,35 @@ func probe(path string, failureThreshold int32) *corev1.Probe {
 	}
 }
 
-// resources are the spec's, or modest requests so the scheduler can place pods sensibly.
+// resources are the spec's, with modest default requests so the scheduler can place pods
+// sensibly. A partial spec keeps its values and gets the default request for each resource
+// it leaves out, unless it sets a limit for it (Kubernetes then defaults the request to the
+// limit, and a larger default request would be invalid). Without a spec, a default memory
+// limit applies too.
 func resources(spec *corev1.ResourceRequirements) corev1.ResourceRequirements {
-	if spec != nil && (len(spec.Requests) > 0 || len(spec.Limits) > 0) {
-		return *spec.DeepCopy()
+	defaultRequests := corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("100m"),
+		corev1.ResourceMemory: resource.MustParse("64Mi"),
 	}
-	return corev1.ResourceRequirements{
-		Requests: corev1.ResourceList{
-			corev1.ResourceCPU:    resource.MustParse("100m"),
-			corev1.ResourceMemory: resource.MustParse("64Mi"),
-		},
-		Limits: corev1.ResourceList{
-			corev1.ResourceMemory: resource.MustParse("256Mi"),
-		},
+	if spec == nil || (len(spec.Requests) == 0 && len(spec.Limits) == 0) {
+		return corev1.ResourceRequirements{
+			Requests: defaultRequests,
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+		}
 	}
+	out := *spec.DeepCopy()
+	for name, q := range defaultRequests {
+		_, requested := out.Requests[name]
+		_, limited := out.Limits[name]
+		if requested || limited {
+			continue
+		}
+		if out.Requests == nil {
+			out.Requests = corev1.ResourceList{}
+		}
+		out.Requests[name] = q
+	}
+	return out
 }
 
 // podSecurityContext satisfies the "restricted" Pod Security Standard.

@@ -70,14 +70,15 @@ func Ingress(rw *v1alpha1.ResendWebhook) *networkingv1.Ingress {
 	return ing
 }
 
-// PodDisruptionBudget keeps all but one receiver up during voluntary disruptions; nil when
-// at most one receiver runs (a PDB would then block node drains forever).
+// PodDisruptionBudget lets voluntary disruptions take down at most one receiver at a time;
+// nil when there can never be more than one receiver (the budget would protect nothing). Under
+// autoscaling the receivers can grow to maxReplicas, so that bound decides.
 func PodDisruptionBudget(rw *v1alpha1.ResendWebhook) *policyv1.PodDisruptionBudget {
 	rw = defaulted(rw)
 	r := rw.Spec.Receiver
 	replicas := *r.Replicas
 	if r.Autoscaling != nil {
-		replicas = *r.Autoscaling.MinReplicas
+		replicas = r.Autoscaling.MaxReplicas
 	}
 	if replicas <= 1 {
 		return nil

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"maps"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,9 +29,13 @@ const (
 	ManagerName    = "resend-webhook-operator"
 
 	// ConfigHashAnnotation on the pod template changes whenever the rendered pod changes, so a
-	// spec change rolls the pods. Secret contents are not part of it: receivers reload mounted
-	// files, and the kubelet refreshes Secret volumes by itself.
+	// spec change rolls the pods. Signing and sink secret contents are not part of it: the
+	// receiver rescans its mounted signing keys and the worker re-reads the sink secret.
 	ConfigHashAnnotation = "webhooks.resend-operator.dev/config-hash"
+	// RedisSecretsAnnotation on the pod template is a digest of the Redis password and CA
+	// values (Options.RedisSecretsDigest). Receivers and workers read those files once at
+	// start, so a rotation must roll the pods.
+	RedisSecretsAnnotation = "webhooks.resend-operator.dev/redis-secrets-digest"
 
 	PortWebhook     = "webhook"
 	PortAdmin       = "admin"
@@ -55,6 +60,20 @@ const (
 type Options struct {
 	// Image is the default image of receiver and worker pods (the operator's own image).
 	Image string
+	// RedisSecretsDigest is RedisSecretsDigest of the referenced Redis password and CA
+	// values; empty when the webhook references neither.
+	RedisSecretsDigest string
+}
+
+// RedisSecretsDigest is a short digest of the Redis password and CA values (nil when absent),
+// for Options.RedisSecretsDigest: it identifies a rotation without revealing the secret.
+func RedisSecretsDigest(password, ca []byte) string {
+	h := sha256.New()
+	for _, v := range [][]byte{password, ca} {
+		h.Write([]byte(strconv.Itoa(len(v)) + ":"))
+		h.Write(v)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // ReceiverName is the name of the receiver Deployment, Service, PDB and HPA.
@@ -122,11 +141,16 @@ func configHash(tpl corev1.PodTemplateSpec) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// withConfigHash sets the config-hash annotation on a pod template (computed without it).
-func withConfigHash(tpl corev1.PodTemplateSpec) corev1.PodTemplateSpec {
+// withConfigHash sets the config-hash annotation on a pod template (computed without it), and
+// the Redis secrets digest when there is one (part of the hash too).
+func withConfigHash(tpl corev1.PodTemplateSpec, o Options) corev1.PodTemplateSpec {
 	ann := maps.Clone(tpl.Annotations)
 	if ann == nil {
 		ann = map[string]string{}
+	}
+	if o.RedisSecretsDigest != "" {
+		ann[RedisSecretsAnnotation] = o.RedisSecretsDigest
+		tpl.Annotations = ann
 	}
 	ann[ConfigHashAnnotation] = configHash(tpl)
 	tpl.Annotations = ann

@@ -95,7 +95,11 @@ func TestGolden(t *testing.T) {
 	for name, rw := range map[string]*v1alpha1.ResendWebhook{"minimal": Minimal(), "full": Full()} {
 		t.Run(name, func(t *testing.T) {
 			var buf bytes.Buffer
-			for _, obj := range render.All(rw, opts).Present {
+			o := opts
+			if name == "full" { // references a Redis password and CA
+				o.RedisSecretsDigest = render.RedisSecretsDigest([]byte("s3cret"), []byte("-----BEGIN CERTIFICATE-----"))
+			}
+			for _, obj := range render.All(rw, o).Present {
 				u, err := render.ApplyObject(obj)
 				if err != nil {
 					t.Fatal(err)
