@@ -38,7 +38,7 @@ func (f *flags) register(fs *flag.FlagSet) {
 	f.redis.Register(fs)
 	fs.StringVar(&f.queue, "queue", DefaultQueue, "Asynq queue to consume (the receiver's --queue)")
 	fs.IntVar(&f.concurrency, "concurrency", DefaultConcurrency, "events processed at once")
-	fs.IntVar(&f.maxAttempts, "max-attempts", d.MaxAttempts, "attempts per event including the first (each task carries its own limit; this one is reported)")
+	fs.IntVar(&f.maxAttempts, "max-attempts", d.MaxAttempts, "attempts per event including the first (receiver tasks carry their own limit; applied to tasks without a svix-id header)")
 	fs.DurationVar(&f.maxDuration, "max-duration", DefaultMaxDuration, "time one attempt may take; longer attempts fail and are retried")
 	fs.IntVar(&f.factor, "backoff-factor", d.Factor, "integer growth factor of the delay between attempts (>= 1)")
 	fs.DurationVar(&f.minBackoff, "min-backoff", d.MinBackoff, "delay after the first failed attempt (before randomizing)")

@@ -229,6 +229,19 @@ func (w *Worker) processTask(ctx context.Context, t *asynq.Task) (err error) {
 	}()
 	err = w.dispatch(ctx, t, eventType, ok)
 	completed = true
+	return w.limitAttempts(ctx, t, err)
+}
+
+// limitAttempts applies --max-attempts to tasks that did not come from a receiver (no svix-id
+// header): those carry asynq's default MaxRetry rather than the webhook's retry policy. A
+// receiver's task carries its own limit, which asynq enforces.
+func (w *Worker) limitAttempts(ctx context.Context, t *asynq.Task, err error) error {
+	if err == nil || t.Headers()[task.HeaderSvixID] != "" || errors.Is(err, asynq.SkipRetry) {
+		return err
+	}
+	if retried, ok := asynq.GetRetryCount(ctx); ok && retried+1 >= w.cfg.Retry.MaxAttempts {
+		return fmt.Errorf("%w (attempt %d of --max-attempts=%d): %w", err, retried+1, w.cfg.Retry.MaxAttempts, asynq.SkipRetry)
+	}
 	return err
 }
 

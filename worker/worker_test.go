@@ -187,6 +187,27 @@ func TestDeadLetters(t *testing.T) {
 	}
 }
 
+// A task enqueued by something other than a receiver (no svix-id header, asynq's default of 25
+// retries) gets the worker's --max-attempts.
+func TestForeignTaskGetsFlagMaxAttempts(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t)
+	sink := newTestSink(t, status(500))
+	cfg := env.config(t)
+	cfg.Retry = RetryPolicy{MaxAttempts: 2, Factor: 1, MinBackoff: time.Second, MaxBackoff: time.Second}
+	startWorker(t, cfg, withSink(t, SinkConfig{URL: sink.URL, Timeout: 5 * time.Second}))
+
+	c := asynq.NewClient(env.opt)
+	t.Cleanup(func() { _ = c.Close() })
+	if _, err := c.Enqueue(asynq.NewTask("resend:email.sent", eventBody(EventEmailSent, 64)), asynq.Queue(env.queue), asynq.TaskID("foreign_1")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "foreign task archived", func() bool { return env.taskState(t, "foreign_1") == asynq.TaskStateArchived })
+	if n := len(sink.requests()); n != 2 {
+		t.Fatalf("sink got %d attempts, want 2 (--max-attempts)", n)
+	}
+}
+
 func TestAttemptOverMaxDurationFailsAndRetries(t *testing.T) {
 	t.Parallel()
 	env := newTestEnv(t)
