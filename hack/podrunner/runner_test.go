@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -87,7 +86,7 @@ func startRunner(t *testing.T) (*Runner, client.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &syncBuffer{}
+	out := &testutil.LogBuffer{}
 	r, err := Start(context.Background(), Config{
 		RestConfig: cfg, Binary: self, Images: []string{image}, RunDir: t.TempDir(),
 		IngressAddr: "127.0.0.1:0", Log: slog.New(slog.NewJSONHandler(out, nil)), GCInterval: time.Second,
@@ -99,7 +98,7 @@ func startRunner(t *testing.T) (*Runner, client.Client) {
 	t.Cleanup(func() {
 		r.Stop()
 		if t.Failed() {
-			t.Logf("runner log:\n%s", out.tail(40))
+			t.Logf("runner log:\n%s", out.Tail(40))
 		}
 	})
 	c, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
@@ -393,21 +392,3 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	testutil.Eventually(t, timeout, "pod runner", f)
 }
 
-// syncBuffer is a goroutine-safe log buffer.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	lines := strings.Split(b.buf.String(), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
