@@ -391,4 +391,3 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
 	testutil.Eventually(t, timeout, "pod runner", f)
 }
-
