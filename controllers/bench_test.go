@@ -27,6 +27,7 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/manager"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 
 // BenchmarkController creates N ResendWebhooks, measures how fast the controller brings every
@@ -132,28 +133,12 @@ func startBenchManager(b *testing.B) *runningManager {
 }
 
 func createWebhooks(b *testing.B, ns string, n int) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for range 16 {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				rw := webhook(ns, fmt.Sprintf("wh-%04d", i), sharedRed.URL())
-				rw.Spec.SigningSecret.Name = "signing"
-				if err := k8s.Create(context.Background(), rw); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	err := testutil.ForEachParallel(n, 16, func(i int) error {
+		rw := webhook(ns, fmt.Sprintf("wh-%04d", i), sharedRed.URL())
+		rw.Spec.SigningSecret.Name = "signing"
+		return k8s.Create(context.Background(), rw)
+	})
+	if err != nil {
 		b.Fatal(err)
 	}
 }

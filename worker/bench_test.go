@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -183,24 +182,13 @@ func enqueueMany(b *testing.B, opt asynq.RedisConnOpt, queue string, n int, body
 	b.Helper()
 	c := asynq.NewClient(opt)
 	defer func() { _ = c.Close() }()
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	errs := make(chan error, 16)
-	for range 16 {
-		wg.Go(func() {
-			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
-				id := queue + "-" + strconv.FormatInt(i, 10)
-				if _, err := c.Enqueue(newReceiverTask(EventEmailDelivered, id, body), asynq.Queue(queue), asynq.TaskID(id),
-					asynq.MaxRetry(2), asynq.Timeout(time.Minute), asynq.Retention(24*time.Hour)); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	err := testutil.ForEachParallel(n, 16, func(i int) error {
+		id := queue + "-" + strconv.Itoa(i+1)
+		_, err := c.Enqueue(newReceiverTask(EventEmailDelivered, id, body), asynq.Queue(queue), asynq.TaskID(id),
+			asynq.MaxRetry(2), asynq.Timeout(time.Minute), asynq.Retention(24*time.Hour))
+		return err
+	})
+	if err != nil {
 		b.Fatal(err)
 	}
 }
