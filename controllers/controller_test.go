@@ -243,26 +243,26 @@ func TestMissingSecretReportedAndRecovered(t *testing.T) {
 	rw := webhook(ns, "hooks", sharedRed.URL())
 	rw.Spec.SigningSecret.Keys = []string{"old", "new"}
 	mustCreate(t, rw)
-	waitCondition(t, rw, v1alpha1.ConditionSecretResolved, metav1.ConditionFalse, controllers.ReasonSecretNotFound)
-	waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionFalse, controllers.ReasonNotReady)
-	eventually(t, wait, "warning event", func() error { return warningEvent(ns, "hooks", controllers.ReasonSecretNotFound) })
+	waitCondition(t, rw, v1alpha1.ConditionSecretResolved, metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound)
+	waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNotReady)
+	eventually(t, wait, "warning event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonSecretNotFound) })
 	// The Deployment exists anyway: the signing volume is optional, pods start and get ready later.
 	waitFor(t, ns, "hooks-receiver", &appsv1.Deployment{})
 
 	sec := signingSecret(ns, "hooks-signing", map[string]string{"old": "not-a-secret"})
 	mustCreate(t, sec)
-	c := waitCondition(t, rw, v1alpha1.ConditionSecretResolved, metav1.ConditionFalse, controllers.ReasonInvalidSecret)
+	c := waitCondition(t, rw, v1alpha1.ConditionSecretResolved, metav1.ConditionFalse, v1alpha1.ReasonInvalidSecret)
 	if !strings.Contains(c.Message, "old") {
 		t.Errorf("message %q does not name the invalid key", c.Message)
 	}
-	eventually(t, wait, "invalid secret event", func() error { return warningEvent(ns, "hooks", controllers.ReasonInvalidSecret) })
+	eventually(t, wait, "invalid secret event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonInvalidSecret) })
 
 	// Rotation in progress: one valid key, the other absent → resolved, absent key mentioned.
 	sec.StringData = map[string]string{"old": validSecret}
 	if err := k8s.Update(context.Background(), sec); err != nil {
 		t.Fatal(err)
 	}
-	c = waitCondition(t, rw, v1alpha1.ConditionSecretResolved, metav1.ConditionTrue, controllers.ReasonSecretsResolved)
+	c = waitCondition(t, rw, v1alpha1.ConditionSecretResolved, metav1.ConditionTrue, v1alpha1.ReasonSecretsResolved)
 	if !strings.Contains(c.Message, "absent keys new") {
 		t.Errorf("message %q does not mention the absent key", c.Message)
 	}
@@ -301,10 +301,10 @@ func TestStatusFollowsAvailabilityIngressAndRedis(t *testing.T) {
 	rw.Spec.Worker = &v1alpha1.WorkerSpec{Sink: &v1alpha1.SinkSpec{URL: "http://sink.example/x"}}
 	mustCreate(t, rw)
 
-	waitCondition(t, rw, v1alpha1.ConditionQueueReachable, metav1.ConditionTrue, controllers.ReasonReachable)
+	waitCondition(t, rw, v1alpha1.ConditionQueueReachable, metav1.ConditionTrue, v1alpha1.ReasonReachable)
 	// No deployment controller has seen the new Deployment yet.
-	waitCondition(t, rw, v1alpha1.ConditionReceiverAvailable, metav1.ConditionFalse, controllers.ReasonProgressing)
-	got := waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionFalse, controllers.ReasonNotReady)
+	waitCondition(t, rw, v1alpha1.ConditionReceiverAvailable, metav1.ConditionFalse, v1alpha1.ReasonProgressing)
+	got := waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNotReady)
 	_ = got
 
 	// No deployment controller in envtest: play its part.
@@ -322,7 +322,7 @@ func TestStatusFollowsAvailabilityIngressAndRedis(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kubectl wait: %v\n%s", err, out)
 	}
-	waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionTrue, controllers.ReasonReady)
+	waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReady)
 	st := currentStatus(t, rw)
 	if st.URL != "http://203.0.113.7/resend" || st.Receiver.ReadyReplicas != 2 || st.Worker.ReadyReplicas != 1 {
 		t.Errorf("status url %q receiver %d worker %d", st.URL, st.Receiver.ReadyReplicas, st.Worker.ReadyReplicas)
@@ -351,13 +351,13 @@ func TestStatusFollowsAvailabilityIngressAndRedis(t *testing.T) {
 	})
 
 	red.Stop()
-	waitCondition(t, rw, v1alpha1.ConditionQueueReachable, metav1.ConditionFalse, controllers.ReasonUnreachable)
-	waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionFalse, controllers.ReasonNotReady)
-	eventually(t, wait, "unreachable event", func() error { return warningEvent(ns, "hooks", controllers.ReasonUnreachable) })
+	waitCondition(t, rw, v1alpha1.ConditionQueueReachable, metav1.ConditionFalse, v1alpha1.ReasonUnreachable)
+	waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNotReady)
+	eventually(t, wait, "unreachable event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonUnreachable) })
 	if err := red.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionTrue, controllers.ReasonReady)
+	waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReady)
 
 	// Removing the ingress drops IngressReady and the URL; Ready stays True.
 	update(t, rw, func(rw *v1alpha1.ResendWebhook) { rw.Spec.Ingress = nil })
@@ -384,8 +384,8 @@ func TestSteadyStateMakesNoWrites(t *testing.T) {
 	mustCreate(t, rw)
 	setAvailable(t, ns, "hooks-receiver", 2)
 	setAvailable(t, ns, "hooks-worker", 1)
-	waitCondition(t, rw, v1alpha1.ConditionQueueReachable, metav1.ConditionTrue, controllers.ReasonReachable)
-	waitCondition(t, rw, v1alpha1.ConditionReceiverAvailable, metav1.ConditionTrue, controllers.ReasonAvailable)
+	waitCondition(t, rw, v1alpha1.ConditionQueueReachable, metav1.ConditionTrue, v1alpha1.ReasonReachable)
+	waitCondition(t, rw, v1alpha1.ConditionReceiverAvailable, metav1.ConditionTrue, v1alpha1.ReasonAvailable)
 
 	kinds := map[string]client.Object{
 		"rwh/hooks": &v1alpha1.ResendWebhook{}, "deploy/hooks-receiver": &appsv1.Deployment{},
@@ -582,11 +582,11 @@ func TestApplyFailureReportedOnce(t *testing.T) {
 	})
 	rw := webhook(ns, "hooks", sharedRed.URL())
 	mustCreate(t, rw)
-	c := waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionFalse, controllers.ReasonApplyFailed)
+	c := waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonApplyFailed)
 	if !strings.Contains(c.Message, "Service hooks-receiver") {
 		t.Errorf("message %q does not name the object", c.Message)
 	}
-	eventually(t, wait, "ApplyFailed event", func() error { return warningEvent(ns, "hooks", controllers.ReasonApplyFailed) })
+	eventually(t, wait, "ApplyFailed event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonApplyFailed) })
 	// Retries keep failing (with backoff), but the event is not repeated for the same failure:
 	// watch a 3 s window.
 	deadline := time.Now().Add(3 * time.Second)
@@ -607,7 +607,7 @@ func applyFailedEvents(t *testing.T, ns string) int {
 	}
 	n := 0
 	for _, e := range list.Items {
-		if e.Reason != controllers.ReasonApplyFailed {
+		if e.Reason != v1alpha1.ReasonApplyFailed {
 			continue
 		}
 		n++
@@ -630,7 +630,7 @@ func TestSecretRotationDoesNotRollPods(t *testing.T) {
 	rw := webhook(ns, "hooks", sharedRed.URL())
 	rw.Spec.SigningSecret.Keys = []string{"old", "new"}
 	mustCreate(t, rw)
-	c := waitCondition(t, rw, v1alpha1.ConditionSecretResolved, metav1.ConditionTrue, controllers.ReasonSecretsResolved)
+	c := waitCondition(t, rw, v1alpha1.ConditionSecretResolved, metav1.ConditionTrue, v1alpha1.ReasonSecretsResolved)
 	if !strings.Contains(c.Message, "absent keys new") {
 		t.Errorf("message %q", c.Message)
 	}

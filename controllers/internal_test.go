@@ -101,7 +101,7 @@ func TestDesiredStatus(t *testing.T) {
 	}
 	// Redis down: not ready, figures kept.
 	rw.Status.Queue.Pending = 7
-	obs.queue = metav1.Condition{Type: v1alpha1.ConditionQueueReachable, Status: metav1.ConditionFalse, Reason: ReasonUnreachable, Message: "x"}
+	obs.queue = metav1.Condition{Type: v1alpha1.ConditionQueueReachable, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonUnreachable, Message: "x"}
 	st = desiredStatus(rw, obs)
 	if meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady) || st.Queue.Pending != 7 {
 		t.Fatalf("status %+v", st)
@@ -193,7 +193,7 @@ func TestDeploymentConditionWaitsForObservedGeneration(t *testing.T) {
 	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "w-receiver", Generation: 2}}
 	d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: "True"}}
 	d.Status.ObservedGeneration = 1
-	if c := deploymentCondition(v1alpha1.ConditionReceiverAvailable, d); c.Status != metav1.ConditionFalse || c.Reason != ReasonProgressing {
+	if c := deploymentCondition(v1alpha1.ConditionReceiverAvailable, d); c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonProgressing {
 		t.Fatalf("lagging Deployment: %+v", c)
 	}
 	d.Status.ObservedGeneration = 2

@@ -26,13 +26,13 @@ func TestMissingRedisPasswordWarnsOnce(t *testing.T) {
 	rw := webhook(ns, "hooks", sharedRed.URL())
 	rw.Spec.Queue.Redis.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "redis-auth", Key: "password"}
 	mustCreate(t, rw)
-	waitCondition(t, rw, v1alpha1.ConditionSecretResolved, metav1.ConditionFalse, controllers.ReasonSecretNotFound)
-	waitCondition(t, rw, v1alpha1.ConditionQueueReachable, metav1.ConditionFalse, controllers.ReasonCredentials)
-	eventually(t, wait, "SecretNotFound event", func() error { return warningEvent(ns, "hooks", controllers.ReasonSecretNotFound) })
+	waitCondition(t, rw, v1alpha1.ConditionSecretResolved, metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound)
+	waitCondition(t, rw, v1alpha1.ConditionQueueReachable, metav1.ConditionFalse, v1alpha1.ReasonCredentials)
+	eventually(t, wait, "SecretNotFound event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonSecretNotFound) })
 	// Events are sent asynchronously: watch a short window for the one that must not come.
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
-		if err := warningEvent(ns, "hooks", controllers.ReasonCredentials); err == nil {
+		if err := warningEvent(ns, "hooks", v1alpha1.ReasonCredentials); err == nil {
 			t.Fatal(errors.New("a Warning Event was emitted for CredentialsUnavailable"))
 		}
 		time.Sleep(100 * time.Millisecond) // poll interval
@@ -108,7 +108,7 @@ func TestEnablingAutoscalingKeepsReplicas(t *testing.T) {
 	// The HPA is applied after the Deployment: once it exists, the Deployment was applied
 	// without replicas.
 	waitFor(t, ns, "hooks-receiver", &autoscalingv2.HorizontalPodAutoscaler{})
-	waitCondition(t, rw, v1alpha1.ConditionSecretResolved, metav1.ConditionTrue, controllers.ReasonSecretsResolved)
+	waitCondition(t, rw, v1alpha1.ConditionSecretResolved, metav1.ConditionTrue, v1alpha1.ReasonSecretsResolved)
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
 		if n, err := replicas(); err != nil || n != 3 {

@@ -17,14 +17,6 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
 )
 
-// Reasons of the SecretResolved condition.
-const (
-	ReasonSecretsResolved = "Resolved"
-	ReasonSecretNotFound  = "SecretNotFound"
-	ReasonKeyMissing      = "KeyMissing"
-	ReasonInvalidSecret   = "InvalidSecret"
-)
-
 // ValidSigningSecret reports whether v looks like a Svix signing secret: "whsec_" followed by
 // non-empty standard base64.
 func ValidSigningSecret(v []byte) bool {
@@ -89,14 +81,14 @@ func (s *secretReader) get(ctx context.Context, name string) (*corev1.Secret, er
 func (s *secretReader) value(ctx context.Context, ref v1alpha1.SecretKeyRef, what string) ([]byte, *metav1.Condition) {
 	sec, err := s.get(ctx, ref.Name)
 	if err != nil {
-		return nil, falseCond(v1alpha1.ConditionSecretResolved, ReasonSecretNotFound, fmt.Sprintf("reading %s Secret %q: %v", what, ref.Name, err))
+		return nil, falseCond(v1alpha1.ConditionSecretResolved, v1alpha1.ReasonSecretNotFound, fmt.Sprintf("reading %s Secret %q: %v", what, ref.Name, err))
 	}
 	if sec == nil {
-		return nil, falseCond(v1alpha1.ConditionSecretResolved, ReasonSecretNotFound, fmt.Sprintf("%s Secret %q not found", what, ref.Name))
+		return nil, falseCond(v1alpha1.ConditionSecretResolved, v1alpha1.ReasonSecretNotFound, fmt.Sprintf("%s Secret %q not found", what, ref.Name))
 	}
 	v, ok := sec.Data[ref.Key]
 	if !ok || len(v) == 0 {
-		return nil, falseCond(v1alpha1.ConditionSecretResolved, ReasonKeyMissing, fmt.Sprintf("%s Secret %q has no key %q", what, ref.Name, ref.Key))
+		return nil, falseCond(v1alpha1.ConditionSecretResolved, v1alpha1.ReasonKeyMissing, fmt.Sprintf("%s Secret %q has no key %q", what, ref.Name, ref.Key))
 	}
 	return v, nil
 }
@@ -107,10 +99,10 @@ func (s *secretReader) checkSigningSecret(ctx context.Context, rw *v1alpha1.Rese
 	name := rw.Spec.SigningSecret.Name
 	sec, err := s.get(ctx, name)
 	if err != nil {
-		return *falseCond(v1alpha1.ConditionSecretResolved, ReasonSecretNotFound, fmt.Sprintf("reading signing Secret %q: %v", name, err))
+		return *falseCond(v1alpha1.ConditionSecretResolved, v1alpha1.ReasonSecretNotFound, fmt.Sprintf("reading signing Secret %q: %v", name, err))
 	}
 	if sec == nil {
-		return *falseCond(v1alpha1.ConditionSecretResolved, ReasonSecretNotFound, fmt.Sprintf("signing Secret %q not found", name))
+		return *falseCond(v1alpha1.ConditionSecretResolved, v1alpha1.ReasonSecretNotFound, fmt.Sprintf("signing Secret %q not found", name))
 	}
 	var valid, missing, invalid []string
 	for _, k := range rw.SigningSecretKeys() {
@@ -126,10 +118,10 @@ func (s *secretReader) checkSigningSecret(ctx context.Context, rw *v1alpha1.Rese
 	}
 	switch {
 	case len(valid) == 0 && len(invalid) > 0:
-		return *falseCond(v1alpha1.ConditionSecretResolved, ReasonInvalidSecret,
+		return *falseCond(v1alpha1.ConditionSecretResolved, v1alpha1.ReasonInvalidSecret,
 			fmt.Sprintf("signing Secret %q: keys %s do not hold a whsec_ base64 secret", name, strings.Join(invalid, ",")))
 	case len(valid) == 0:
-		return *falseCond(v1alpha1.ConditionSecretResolved, ReasonKeyMissing,
+		return *falseCond(v1alpha1.ConditionSecretResolved, v1alpha1.ReasonKeyMissing,
 			fmt.Sprintf("signing Secret %q has none of the keys %s", name, strings.Join(missing, ",")))
 	}
 	msg := fmt.Sprintf("signing Secret %q: valid keys %s", name, strings.Join(valid, ","))
@@ -139,7 +131,7 @@ func (s *secretReader) checkSigningSecret(ctx context.Context, rw *v1alpha1.Rese
 	if len(invalid) > 0 {
 		msg += "; invalid keys " + strings.Join(invalid, ",")
 	}
-	return metav1.Condition{Type: v1alpha1.ConditionSecretResolved, Status: metav1.ConditionTrue, Reason: ReasonSecretsResolved, Message: msg}
+	return metav1.Condition{Type: v1alpha1.ConditionSecretResolved, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonSecretsResolved, Message: msg}
 }
 
 // checkSecrets checks the signing secret, then every other referenced Secret key (Redis

@@ -24,24 +24,6 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
 )
 
-// Reasons of the other conditions.
-const (
-	ReasonAvailable          = "Available"
-	ReasonDeploymentMissing  = "DeploymentNotFound"
-	ReasonUnavailable        = "Unavailable"
-	ReasonProgressing        = "Progressing"
-	ReasonAddressAssigned    = "AddressAssigned"
-	ReasonNoAddress          = "NoLoadBalancerAddress"
-	ReasonIngressMissing     = "IngressNotFound"
-	ReasonReachable          = "Reachable"
-	ReasonUnreachable        = "Unreachable"
-	ReasonCredentials        = "CredentialsUnavailable"
-	ReasonInvalidRedisConfig = "InvalidConfig"
-	ReasonReady              = "Ready"
-	ReasonNotReady           = "NotReady"
-	ReasonApplyFailed        = "ApplyFailed"
-)
-
 // observation is what one reconcile saw of the world.
 type observation struct {
 	secrets  metav1.Condition
@@ -84,19 +66,19 @@ func (r *Reconciler) observeQueue(ctx context.Context, rw *v1alpha1.ResendWebhoo
 	cfg, bad := secrets.redisConfig(ctx, rw)
 	if bad != nil {
 		r.queues.release(key)
-		return *falseCond(v1alpha1.ConditionQueueReachable, ReasonCredentials, bad.Message), nil
+		return *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonCredentials, bad.Message), nil
 	}
 	mon, err := r.queues.get(key, cfg)
 	if err != nil {
-		return *falseCond(v1alpha1.ConditionQueueReachable, ReasonInvalidRedisConfig, err.Error()), nil
+		return *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonInvalidRedisConfig, err.Error()), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.opts.RedisTimeout)
 	defer cancel()
 	figures, err := mon.figures(ctx, rw.QueueName())
 	if err != nil {
-		return *falseCond(v1alpha1.ConditionQueueReachable, ReasonUnreachable, "redis: "+err.Error()), nil
+		return *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonUnreachable, "redis: "+err.Error()), nil
 	}
-	return metav1.Condition{Type: v1alpha1.ConditionQueueReachable, Status: metav1.ConditionTrue, Reason: ReasonReachable,
+	return metav1.Condition{Type: v1alpha1.ConditionQueueReachable, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReachable,
 		Message: fmt.Sprintf("queue %q reachable", rw.QueueName())}, &figures
 }
 
@@ -145,28 +127,28 @@ func readyReplicas(d *appsv1.Deployment) int32 {
 // controller has seen the current spec (until then the status describes the old pods).
 func deploymentCondition(typ string, d *appsv1.Deployment) metav1.Condition {
 	if d == nil {
-		return *falseCond(typ, ReasonDeploymentMissing, "the Deployment does not exist yet")
+		return *falseCond(typ, v1alpha1.ReasonDeploymentMissing, "the Deployment does not exist yet")
 	}
 	if d.Status.ObservedGeneration < d.Generation {
-		return *falseCond(typ, ReasonProgressing, fmt.Sprintf("Deployment %s: generation %d not yet observed by the deployment controller", d.Name, d.Generation))
+		return *falseCond(typ, v1alpha1.ReasonProgressing, fmt.Sprintf("Deployment %s: generation %d not yet observed by the deployment controller", d.Name, d.Generation))
 	}
 	for _, c := range d.Status.Conditions {
 		if c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionTrue {
-			return metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: ReasonAvailable,
+			return metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonAvailable,
 				Message: fmt.Sprintf("Deployment %s is available", d.Name)}
 		}
 	}
-	return *falseCond(typ, ReasonUnavailable, fmt.Sprintf("Deployment %s has not reached minimum availability", d.Name))
+	return *falseCond(typ, v1alpha1.ReasonUnavailable, fmt.Sprintf("Deployment %s has not reached minimum availability", d.Name))
 }
 
 func ingressCondition(ing *networkingv1.Ingress) metav1.Condition {
 	if ing == nil {
-		return *falseCond(v1alpha1.ConditionIngressReady, ReasonIngressMissing, "the Ingress does not exist yet")
+		return *falseCond(v1alpha1.ConditionIngressReady, v1alpha1.ReasonIngressMissing, "the Ingress does not exist yet")
 	}
 	if lbAddress(ing) == "" {
-		return *falseCond(v1alpha1.ConditionIngressReady, ReasonNoAddress, "the ingress controller has not assigned an address yet")
+		return *falseCond(v1alpha1.ConditionIngressReady, v1alpha1.ReasonNoAddress, "the ingress controller has not assigned an address yet")
 	}
-	return metav1.Condition{Type: v1alpha1.ConditionIngressReady, Status: metav1.ConditionTrue, Reason: ReasonAddressAssigned,
+	return metav1.Condition{Type: v1alpha1.ConditionIngressReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonAddressAssigned,
 		Message: "load balancer address " + lbAddress(ing)}
 }
 
@@ -216,7 +198,7 @@ func endpointURL(rw *v1alpha1.ResendWebhook, ing *networkingv1.Ingress) string {
 // readyCondition is True when every applicable condition is and the last apply succeeded.
 func readyCondition(conds []metav1.Condition, applyErr error) metav1.Condition {
 	if applyErr != nil {
-		return *falseCond(v1alpha1.ConditionReady, ReasonApplyFailed, applyErr.Error())
+		return *falseCond(v1alpha1.ConditionReady, v1alpha1.ReasonApplyFailed, applyErr.Error())
 	}
 	var notTrue []string
 	for _, c := range conds {
@@ -225,9 +207,9 @@ func readyCondition(conds []metav1.Condition, applyErr error) metav1.Condition {
 		}
 	}
 	if len(notTrue) > 0 {
-		return *falseCond(v1alpha1.ConditionReady, ReasonNotReady, strings.Join(notTrue, "; "))
+		return *falseCond(v1alpha1.ConditionReady, v1alpha1.ReasonNotReady, strings.Join(notTrue, "; "))
 	}
-	return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonReady, Message: "all components are ready"}
+	return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReady, Message: "all components are ready"}
 }
 
 // writeStatus patches the status only when it differs, then emits a Warning Event for each
@@ -261,12 +243,12 @@ func (r *Reconciler) emitFailures(ctx context.Context, rw *v1alpha1.ResendWebhoo
 	for _, typ := range failureConditions {
 		// QueueReachable=False for missing credentials repeats SecretResolved's failure,
 		// which already has its own Event.
-		if c := newFailure(before, after, typ); c != nil && c.Reason != ReasonCredentials {
+		if c := newFailure(before, after, typ); c != nil && c.Reason != v1alpha1.ReasonCredentials {
 			r.recorder.Eventf(rw, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", "%s", c.Message)
 		}
 	}
-	if c := newFailure(before, after, v1alpha1.ConditionReady); c != nil && c.Reason == ReasonApplyFailed {
-		r.recorder.Eventf(rw, nil, corev1.EventTypeWarning, ReasonApplyFailed, "Apply", "%s", c.Message)
+	if c := newFailure(before, after, v1alpha1.ConditionReady); c != nil && c.Reason == v1alpha1.ReasonApplyFailed {
+		r.recorder.Eventf(rw, nil, corev1.EventTypeWarning, v1alpha1.ReasonApplyFailed, "Apply", "%s", c.Message)
 	}
 	ctrl.LoggerFrom(ctx).V(1).Info("status updated")
 }

@@ -12,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
-	"github.com/resend-webhook-operator/resend-webhook-operator/controllers"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/manager"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
@@ -29,7 +28,7 @@ func TestBusyQueueDoesNotLoopStatusWrites(t *testing.T) {
 	mustCreate(t, signingSecret(ns, "hooks-signing", map[string]string{"signing-secret": validSecret}))
 	rw := webhook(ns, "hooks", red.URL())
 	mustCreate(t, rw)
-	waitCondition(t, rw, v1alpha1.ConditionQueueReachable, metav1.ConditionTrue, controllers.ReasonReachable)
+	waitCondition(t, rw, v1alpha1.ConditionQueueReachable, metav1.ConditionTrue, v1alpha1.ReasonReachable)
 
 	// Keep the queue busy: its pending count changes between any two reads.
 	const window = 4 * time.Second

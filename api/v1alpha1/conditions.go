@@ -2,16 +2,79 @@ package v1alpha1
 
 // Condition types of ResendWebhook status. These names are a public contract.
 const (
-	// ConditionReady is True when every condition that applies is True.
+	// ConditionReady is True when every condition that applies is True: the current spec is
+	// live and events flow end to end.
 	ConditionReady = "Ready"
 	// ConditionSecretResolved is True when the signing Secret and its keys exist and hold valid secrets.
 	ConditionSecretResolved = "SecretResolved"
-	// ConditionReceiverAvailable is True when the receiver Deployment is available.
+	// ConditionReceiverAvailable is True when the receiver Deployment runs the current spec and is available.
 	ConditionReceiverAvailable = "ReceiverAvailable"
-	// ConditionWorkerAvailable is True when the worker Deployment is available (only with spec.worker).
+	// ConditionWorkerAvailable is True when the worker Deployment runs the current spec and is
+	// available (only with spec.worker).
 	ConditionWorkerAvailable = "WorkerAvailable"
 	// ConditionIngressReady is True when the Ingress has a load-balancer address (only with spec.ingress).
 	ConditionIngressReady = "IngressReady"
 	// ConditionQueueReachable is True when Redis answers PING with the configured credentials.
 	ConditionQueueReachable = "QueueReachable"
+	// ConditionSinkAvailable is False while a worker's circuit breaker holds deliveries because
+	// the sink looks down; Unknown until a worker has reported. Only False blocks Ready.
+	ConditionSinkAvailable = "SinkAvailable"
+	// ConditionQueueDurable reports whether Redis persists writes (AOF) and never evicts keys.
+	// It is advice: it never changes Ready.
+	ConditionQueueDurable = "QueueDurable"
+	// ConditionRegistered is True when the endpoint is registered and enabled at Resend (only
+	// with spec.resend).
+	ConditionRegistered = "Registered"
+)
+
+// Condition reasons. The reasons of Ready and of each condition are part of the public contract:
+// alerts and scripts match on them.
+const (
+	// Ready.
+	ReasonReady           = "Ready"
+	ReasonNotReady        = "NotReady"
+	ReasonApplyFailed     = "ApplyFailed"
+	ReasonNameConflict    = "NameConflict"
+	ReasonRolloutFailed   = "RolloutFailed"
+	ReasonScaledToZero    = "ScaledToZero"
+	ReasonPolicyViolation = "PolicyViolation"
+	ReasonSinkUnavailable = "SinkUnavailable" // also a reason of SinkAvailable
+
+	// SecretResolved.
+	ReasonSecretsResolved = "Resolved"
+	ReasonSecretNotFound  = "SecretNotFound"
+	ReasonKeyMissing      = "KeyMissing"
+	ReasonInvalidSecret   = "InvalidSecret"
+
+	// ReceiverAvailable and WorkerAvailable.
+	ReasonAvailable         = "Available"
+	ReasonDeploymentMissing = "DeploymentNotFound"
+	ReasonUnavailable       = "Unavailable"
+	ReasonProgressing       = "Progressing"
+
+	// IngressReady.
+	ReasonAddressAssigned = "AddressAssigned"
+	ReasonNoAddress       = "NoLoadBalancerAddress"
+	ReasonIngressMissing  = "IngressNotFound"
+
+	// QueueReachable.
+	ReasonReachable          = "Reachable"
+	ReasonUnreachable        = "Unreachable"
+	ReasonCredentials        = "CredentialsUnavailable"
+	ReasonInvalidRedisConfig = "InvalidConfig"
+
+	// SinkAvailable.
+	ReasonSinkReachable = "SinkReachable"
+	ReasonNoReports     = "NoWorkerReports"
+
+	// QueueDurable.
+	ReasonDurable           = "Durable"
+	ReasonNoPersistence     = "NoPersistence"
+	ReasonSnapshotsOnly     = "SnapshotsOnly"
+	ReasonEvictionPolicy    = "EvictionPolicy"
+	ReasonDurabilityUnknown = "ConfigUnreadable"
+
+	// Registered.
+	ReasonRegistered       = "Registered"
+	ReasonDisabledByResend = "DisabledByResend"
 )

@@ -27,7 +27,22 @@ const (
 	DefaultSinkTimeout      = 10 * time.Second
 	DefaultAutoscalingMin   = 2
 	DefaultAutoscalingCPU   = 70
+	DefaultAPIKeyKey        = "api-key"
+	DefaultReplicaTimeout   = time.Second
+	DefaultBreakerThreshold = 5
+	DefaultProbeInterval    = 2 * time.Second
+	DefaultMaxProbeInterval = time.Minute
+	DefaultMaxHold          = 24 * time.Hour
 )
+
+// EffectiveMinReplicas is the effective lower bound of an autoscaling spec: minReplicas, or
+// DefaultAutoscalingMin capped at maxReplicas.
+func (a *AutoscalingSpec) EffectiveMinReplicas() int32 {
+	if a.MinReplicas != nil {
+		return *a.MinReplicas
+	}
+	return min(DefaultAutoscalingMin, a.MaxReplicas)
+}
 
 // QueueName is the effective Asynq queue name: spec.queue.name or "<namespace>.<name>".
 func (rw *ResendWebhook) QueueName() string {
@@ -66,7 +81,6 @@ func (rw *ResendWebhook) Default() {
 	}
 	setDuration(&s.Receiver.Tolerance, DefaultTolerance)
 	if a := s.Receiver.Autoscaling; a != nil {
-		setInt32(&a.MinReplicas, DefaultAutoscalingMin)
 		setInt32(&a.TargetCPUUtilizationPercentage, DefaultAutoscalingCPU)
 	}
 	if in := s.Ingress; in != nil && in.Path == "" {
@@ -77,6 +91,25 @@ func (rw *ResendWebhook) Default() {
 		setInt32(&w.Concurrency, DefaultConcurrency)
 		if w.Sink != nil {
 			setDuration(&w.Sink.Timeout, DefaultSinkTimeout)
+		}
+		b := &w.CircuitBreaker
+		if b.Enabled == nil {
+			b.Enabled = new(true)
+		}
+		setInt32(&b.FailureThreshold, DefaultBreakerThreshold)
+		setDuration(&b.ProbeInterval, DefaultProbeInterval)
+		setDuration(&b.MaxProbeInterval, DefaultMaxProbeInterval)
+		setDuration(&b.MaxHold, DefaultMaxHold)
+	}
+	if r := s.Resend; r != nil {
+		if r.APIKeySecretRef.Key == "" {
+			r.APIKeySecretRef.Key = DefaultAPIKeyKey
+		}
+		if r.DeletionPolicy == "" {
+			r.DeletionPolicy = DeletionPolicyDelete
+		}
+		if r.AutoEnable == nil {
+			r.AutoEnable = new(true)
 		}
 	}
 }

@@ -123,6 +123,8 @@ func TestSampleIsAcceptedAndDefaulted(t *testing.T) {
 		{"worker.replicas", s.Worker.Replicas, new(int32(1))},
 		{"worker.concurrency", s.Worker.Concurrency, new(int32(10))},
 		{"worker.sink.timeout", s.Worker.Sink.Timeout, dur("10s")},
+		{"worker.circuitBreaker.enabled", s.Worker.CircuitBreaker.Enabled, new(true)},
+		{"worker.circuitBreaker.failureThreshold", s.Worker.CircuitBreaker.FailureThreshold, new(int32(5))},
 	})
 	if !slices.Contains(s.Events, "email.bounced") {
 		t.Errorf("sample events lost: %v", s.Events)
@@ -153,6 +155,7 @@ func TestGoDefaultsMatchCRD(t *testing.T) {
 			Worker: &webhooksv1alpha1.WorkerSpec{
 				Sink: &webhooksv1alpha1.SinkSpec{URL: "http://sink.default.svc/events"},
 			},
+			Resend: &webhooksv1alpha1.ResendSpec{APIKeySecretRef: webhooksv1alpha1.APIKeySecretRef{Name: "resend-api"}},
 		},
 	}
 	got := createAndRead(t, minimal)
@@ -175,13 +178,27 @@ func TestGoDefaultsMatchCRD(t *testing.T) {
 		{"receiver.replicas", s.Receiver.Replicas, new(int32(2))},
 		{"receiver.maxBodyBytes", s.Receiver.MaxBodyBytes, new(int64(1048576))},
 		{"receiver.tolerance", s.Receiver.Tolerance, dur("5m")},
-		{"receiver.autoscaling.minReplicas", s.Receiver.Autoscaling.MinReplicas, new(int32(2))},
+		{"receiver.autoscaling.minReplicas (none: see EffectiveMinReplicas)", s.Receiver.Autoscaling.MinReplicas, (*int32)(nil)},
 		{"receiver.autoscaling.targetCPUUtilizationPercentage", s.Receiver.Autoscaling.TargetCPUUtilizationPercentage, new(int32(70))},
 		{"ingress.path", s.Ingress.Path, "/"},
 		{"worker.replicas", s.Worker.Replicas, new(int32(1))},
 		{"worker.concurrency", s.Worker.Concurrency, new(int32(10))},
 		{"worker.sink.timeout", s.Worker.Sink.Timeout, dur("10s")},
+		{"worker.circuitBreaker.enabled", s.Worker.CircuitBreaker.Enabled, new(true)},
+		{"worker.circuitBreaker.failureThreshold", s.Worker.CircuitBreaker.FailureThreshold, new(int32(5))},
+		{"worker.circuitBreaker.probeInterval", s.Worker.CircuitBreaker.ProbeInterval, dur("2s")},
+		{"worker.circuitBreaker.maxProbeInterval", s.Worker.CircuitBreaker.MaxProbeInterval, dur("1m")},
+		{"worker.circuitBreaker.maxHold", s.Worker.CircuitBreaker.MaxHold, dur("24h")},
+		{"resend.apiKeySecretRef.key", s.Resend.APIKeySecretRef.Key, "api-key"},
+		{"resend.deletionPolicy", s.Resend.DeletionPolicy, webhooksv1alpha1.DeletionPolicyDelete},
+		{"resend.autoEnable", s.Resend.AutoEnable, new(true)},
 	})
+	if got := s.Receiver.Autoscaling.EffectiveMinReplicas(); got != 2 {
+		t.Errorf("EffectiveMinReplicas() = %d, want 2", got)
+	}
+	if got := (&webhooksv1alpha1.AutoscalingSpec{MaxReplicas: 1}).EffectiveMinReplicas(); got != 1 {
+		t.Errorf("EffectiveMinReplicas() with maxReplicas 1 = %d, want 1", got)
+	}
 	if s.Queue.Name != "" {
 		t.Errorf("queue.name has no CRD default, got %q", s.Queue.Name)
 	}

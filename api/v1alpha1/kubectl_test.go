@@ -119,6 +119,13 @@ func TestKubectl(t *testing.T) {
 				t.Errorf("kubectl get %s should list exactly the sample:\n%s", resource, out)
 			}
 		}
+		out, err := k.run(ctx, "get", "rwh", "-o", "wide")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := strings.Fields(strings.SplitN(out, "\n", 2)[0]), []string{"NAME", "READY", "URL", "QUEUE", "PENDING", "DEAD", "REASON", "AGE"}; strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("kubectl get rwh -o wide header = %q, want %q", got, want)
+		}
 	})
 
 	t.Run("explain describes the retry policy", func(t *testing.T) {

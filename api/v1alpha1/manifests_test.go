@@ -37,7 +37,8 @@ type crdFile struct {
 		Versions []struct {
 			Name                     string `json:"name"`
 			AdditionalPrinterColumns []struct {
-				Name string `json:"name"`
+				Name     string `json:"name"`
+				Priority int    `json:"priority"`
 			} `json:"additionalPrinterColumns"`
 			Subresources map[string]any `json:"subresources"`
 		} `json:"versions"`
@@ -60,12 +61,20 @@ func TestCRDManifest(t *testing.T) {
 	if len(s.Versions) != 1 || s.Versions[0].Name != webhooksv1alpha1.GroupVersion.Version {
 		t.Fatalf("versions = %+v", s.Versions)
 	}
-	var columns []string
+	// The default columns are a contract; extra columns only show with -o wide (priority 1).
+	var columns, wide []string
 	for _, c := range s.Versions[0].AdditionalPrinterColumns {
-		columns = append(columns, c.Name)
+		if c.Priority == 0 {
+			columns = append(columns, c.Name)
+		} else {
+			wide = append(wide, c.Name)
+		}
 	}
 	if want := []string{"Ready", "URL", "Queue", "Pending", "Dead", "Age"}; !slices.Equal(columns, want) {
 		t.Errorf("printer columns = %v, want %v", columns, want)
+	}
+	if want := []string{"Reason"}; !slices.Equal(wide, want) {
+		t.Errorf("-o wide printer columns = %v, want %v", wide, want)
 	}
 	if _, ok := s.Versions[0].Subresources["status"]; !ok {
 		t.Error("status subresource missing")

@@ -13,6 +13,7 @@ type EventType string
 // queue it feeds and the workers that drain it.
 // +kubebuilder:validation:XValidation:rule="!has(self.worker) || !has(self.worker.replicas) || self.worker.replicas == 0 || has(self.worker.sink) || has(self.worker.image)",message="worker needs either sink.url (built-in worker) or image (your own worker built on the SDK)"
 // +kubebuilder:validation:XValidation:rule="!has(self.worker) || !has(self.worker.sink) || !has(self.worker.sink.timeout) || !has(self.maxDuration) || !self.worker.sink.timeout.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.maxDuration.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.worker.sink.timeout) <= duration(self.maxDuration)",message="worker.sink.timeout must not be greater than maxDuration, the time one attempt may take"
+// +kubebuilder:validation:XValidation:rule="!has(self.queue.dedupWindow) || !has(self.receiver) || !has(self.receiver.tolerance) || !self.queue.dedupWindow.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.receiver.tolerance.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.queue.dedupWindow) - duration(self.receiver.tolerance) >= duration(self.receiver.tolerance)",message="queue.dedupWindow must be at least twice receiver.tolerance: a re-delivery Resend signs within the tolerance must still find its svix-id remembered"
 type ResendWebhookSpec struct {
 	// SigningSecret names the Secret holding the Svix signing secrets
 	// ("whsec_...") that Resend shows for this endpoint.
@@ -68,7 +69,64 @@ type ResendWebhookSpec struct {
 	// Deployment: external consumers read the queue themselves.
 	// +optional
 	Worker *WorkerSpec `json:"worker,omitempty"`
+
+	// Resend lets the operator register this endpoint with Resend through its API, own the
+	// signing secret (written into the Secret named by signingSecret) and rotate it on demand.
+	// Absent means you register the endpoint and copy its secret yourself.
+	// +optional
+	Resend *ResendSpec `json:"resend,omitempty"`
 }
+
+// ResendSpec turns on the Resend API integration.
+type ResendSpec struct {
+	// APIKeySecretRef selects the Secret key holding a Resend API key with full access (the
+	// webhooks API needs it). The key defaults to "api-key".
+	// +required
+	APIKeySecretRef APIKeySecretRef `json:"apiKeySecretRef"`
+
+	// Endpoint is the URL registered with Resend. Defaults to status.url (from the Ingress).
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// DeletionPolicy says what happens to the webhook at Resend when this ResendWebhook is
+	// deleted: Delete removes it, Retain leaves it (and its signing secret Secret) in place.
+	// +optional
+	// +kubebuilder:default=Delete
+	// +kubebuilder:validation:Enum=Delete;Retain
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// AutoEnable re-enables the endpoint at Resend when Resend disabled it after repeated
+	// failed deliveries, once the receivers are ready again.
+	// +optional
+	// +kubebuilder:default=true
+	AutoEnable *bool `json:"autoEnable,omitempty"`
+}
+
+// APIKeySecretRef selects the Secret key of a Resend API key.
+type APIKeySecretRef struct {
+	// Name of the Secret, in the namespace of the ResendWebhook.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Key within the Secret; default "api-key".
+	// +optional
+	// +kubebuilder:default=api-key
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:Pattern=`^[-_a-zA-Z0-9][-._a-zA-Z0-9]*$`
+	Key string `json:"key,omitempty"`
+}
+
+// DeletionPolicy of the webhook registered at Resend.
+type DeletionPolicy string
+
+// Deletion policies.
+const (
+	DeletionPolicyDelete DeletionPolicy = "Delete"
+	DeletionPolicyRetain DeletionPolicy = "Retain"
+)
 
 // SigningSecretRef points at a Secret in the same namespace holding one or
 // more signing secrets.
@@ -108,6 +166,7 @@ type SecretKeyRef struct {
 }
 
 // QueueSpec selects the Redis server and Asynq queue.
+// +kubebuilder:validation:XValidation:rule="has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)",message="queue.name is immutable: events already queued would be stranded; create a new ResendWebhook for a new queue"
 type QueueSpec struct {
 	// Name of the Asynq queue. Defaults to "<namespace>.<name>" of this
 	// ResendWebhook.
@@ -157,6 +216,22 @@ type RedisSpec struct {
 	// rediss:// URLs.
 	// +optional
 	TLS *RedisTLSSpec `json:"tls,omitempty"`
+
+	// MinReplicas makes receivers wait (Redis WAIT) until each enqueue reached this many
+	// Redis replicas before answering 200; when they do not within replicaTimeout the answer
+	// is 503 and Resend delivers again. 0 (the default) answers as soon as the primary has it.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=16
+	MinReplicas *int32 `json:"minReplicas,omitempty"`
+
+	// ReplicaTimeout bounds the wait for minReplicas; default "1s".
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) >= duration('10ms') && duration(self) <= duration('10s'))",message="replicaTimeout must be between 10ms and 10s"
+	ReplicaTimeout *metav1.Duration `json:"replicaTimeout,omitempty"`
 }
 
 // SentinelSpec locates a Redis master through Sentinel.
@@ -238,13 +313,39 @@ type RetryPolicy struct {
 	Randomize *bool `json:"randomize,omitempty"`
 }
 
-// PodSettings are the pod-level knobs shared by receivers and workers.
+// PodSettings are the pod-level knobs shared by receivers and workers. The operator keeps
+// what it relies on: the container's args, probes, ports and security context, the secret
+// volumes it mounts, and the selector labels. Where a setting here meets one of those, the
+// operator's value wins (see docs/api.md).
 type PodSettings struct {
 	// Image overrides the container image. Defaults to the operator's own
 	// image.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	Image string `json:"image,omitempty"`
+	// ImagePullSecrets name Secrets in the same namespace used to pull image.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+	// ServiceAccountName runs the pods under this ServiceAccount (e.g. for cloud workload
+	// identity). Default: the namespace's default ServiceAccount.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+	// AutomountServiceAccountToken mounts the ServiceAccount's API token into the pods.
+	// Default false: the operator's own receivers and workers never call the Kubernetes API.
+	// +optional
+	AutomountServiceAccountToken *bool `json:"automountServiceAccountToken,omitempty"`
+	// PodMetadata adds labels and annotations to the pods (e.g. for a service mesh or cost
+	// allocation). The operator's own labels and annotations win on a clash.
+	// +optional
+	PodMetadata *PodMetadata `json:"podMetadata,omitempty"`
+	// PriorityClassName of the pods.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	PriorityClassName string `json:"priorityClassName,omitempty"`
 	// Resources of the container. Defaults to modest requests.
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
@@ -258,6 +359,22 @@ type PodSettings struct {
 	// Affinity for the pods.
 	// +optional
 	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+	// TopologySpreadConstraints replace the default constraint (spread the pods over nodes,
+	// best effort). A constraint without labelSelector selects this component's pods.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+}
+
+// PodMetadata are extra labels and annotations of the pods.
+type PodMetadata struct {
+	// Labels added to the pods.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations added to the pods.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // ReceiverSpec configures the receiver pods.
@@ -297,9 +414,8 @@ type ReceiverSpec struct {
 
 // AutoscalingSpec configures a HorizontalPodAutoscaler.
 type AutoscalingSpec struct {
-	// MinReplicas is the lower bound.
+	// MinReplicas is the lower bound. Default: 2, or maxReplicas when that is smaller.
 	// +optional
-	// +kubebuilder:default=2
 	// +kubebuilder:validation:Minimum=1
 	MinReplicas *int32 `json:"minReplicas,omitempty"`
 	// MaxReplicas is the upper bound.
@@ -326,22 +442,29 @@ type IngressSpec struct {
 	// ClassName of the ingress controller. Absent uses the cluster's default
 	// class.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	ClassName *string `json:"className,omitempty"`
 	// Host name Resend posts to, e.g. "hooks.example.com". Absent matches any
-	// host.
+	// host. A wildcard host is not accepted: Resend needs one exact URL.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('*')",message="ingress.host must be an exact host name, not a wildcard: Resend posts to one URL"
 	Host string `json:"host,omitempty"`
-	// Path prefix of the endpoint.
+	// Path prefix of the endpoint: absolute, without "//", "/./", "/../", "%2f" or a trailing
+	// "/." or "/.." (the rules Kubernetes applies to Ingress paths).
 	// +optional
 	// +kubebuilder:default="/"
+	// +kubebuilder:validation:MaxLength=1024
 	// +kubebuilder:validation:Pattern=`^/[^\s]*$`
+	// +kubebuilder:validation:XValidation:rule="!self.contains('//') && !self.contains('/./') && !self.contains('/../') && !self.lowerAscii().contains('%2f') && !self.endsWith('/.') && !self.endsWith('/..')",message="ingress.path must not contain '//', '/./', '/../' or '%2f', nor end in '/.' or '/..'"
 	Path string `json:"path,omitempty"`
 	// TLS terminates HTTPS at the Ingress with the certificate in this Secret.
 	// +optional
 	TLS *IngressTLS `json:"tls,omitempty"`
-	// Annotations added to the Ingress (e.g. for cert-manager or rate limits).
+	// Annotations added to the Ingress (e.g. for cert-manager or rate limits). The operator
+	// may be started with a list of allowed annotation prefixes.
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
@@ -355,6 +478,8 @@ type IngressTLS struct {
 }
 
 // WorkerSpec configures the worker pods.
+// +kubebuilder:validation:XValidation:rule="!has(self.volumes) || self.volumes.all(v, !(v.name in ['signing-secrets', 'redis-password', 'redis-ca', 'sink-secret']))",message="worker.volumes must not use the names the operator mounts its secrets under (signing-secrets, redis-password, redis-ca, sink-secret)"
+// +kubebuilder:validation:XValidation:rule="!has(self.volumeMounts) || self.volumeMounts.all(m, !m.mountPath.startsWith('/etc/rwh'))",message="worker.volumeMounts must not mount under /etc/rwh, where the operator mounts its secrets"
 type WorkerSpec struct {
 	// Replicas of the worker.
 	// +optional
@@ -376,6 +501,82 @@ type WorkerSpec struct {
 	// image runs your own worker.
 	// +optional
 	Sink *SinkSpec `json:"sink,omitempty"`
+
+	// CircuitBreaker holds deliveries while the sink looks down, so an outage does not burn
+	// the events' retry budget. On by default.
+	// +optional
+	// +kubebuilder:default={}
+	CircuitBreaker CircuitBreakerSpec `json:"circuitBreaker,omitempty"`
+
+	// Env adds environment variables to the worker container (e.g. credentials your own
+	// worker needs). Variables named RWH_* are ignored by the binary when the matching flag is
+	// rendered by the operator: its args win.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Env []corev1.EnvVar `json:"env,omitempty"`
+	// EnvFrom adds environment variables from ConfigMaps or Secrets.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	EnvFrom []corev1.EnvFromSource `json:"envFrom,omitempty"`
+	// Volumes adds volumes to the worker pods.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Volumes []corev1.Volume `json:"volumes,omitempty"`
+	// VolumeMounts mounts volumes into the worker container.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	VolumeMounts []corev1.VolumeMount `json:"volumeMounts,omitempty"`
+}
+
+// CircuitBreakerSpec configures how a worker reacts to a sink that looks down. After
+// failureThreshold consecutive deliveries failed in a way that says the sink is down
+// (connection refused or reset, timeout, 502, 503, 504, 429) the worker stops taking events:
+// they stay queued and no attempt is counted. It probes with one real delivery after
+// probeInterval, doubling up to maxProbeInterval (or after the sink's Retry-After), and
+// resumes when a probe succeeds. Once the breaker has been open for maxHold, events are tried
+// again under the normal retry policy and end as dead letters if the sink stays down.
+// +kubebuilder:validation:XValidation:rule="!has(self.probeInterval) || !has(self.maxProbeInterval) || !self.probeInterval.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.maxProbeInterval.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.probeInterval) <= duration(self.maxProbeInterval)",message="circuitBreaker.probeInterval must not be greater than maxProbeInterval"
+type CircuitBreakerSpec struct {
+	// Enabled turns the breaker on; default true.
+	// +optional
+	// +kubebuilder:default=true
+	Enabled *bool `json:"enabled,omitempty"`
+	// FailureThreshold is how many consecutive sink-down failures open the breaker; default 5.
+	// +optional
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	FailureThreshold *int32 `json:"failureThreshold,omitempty"`
+	// ProbeInterval is the wait before the first probe; default "2s".
+	// +optional
+	// +kubebuilder:default="2s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) >= duration('100ms') && duration(self) <= duration('1h'))",message="circuitBreaker.probeInterval must be between 100ms and 1h"
+	ProbeInterval *metav1.Duration `json:"probeInterval,omitempty"`
+	// MaxProbeInterval caps the doubling wait between probes; default "1m".
+	// +optional
+	// +kubebuilder:default="1m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) >= duration('100ms') && duration(self) <= duration('1h'))",message="circuitBreaker.maxProbeInterval must be between 100ms and 1h"
+	MaxProbeInterval *metav1.Duration `json:"maxProbeInterval,omitempty"`
+	// MaxHold is the breaker's horizon: how long it holds events while the sink stays down.
+	// After it, events are tried under the normal retry policy (and become dead letters if
+	// the sink is still down); default "24h".
+	// +optional
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) >= duration('1s') && duration(self) <= duration('720h'))",message="circuitBreaker.maxHold must be between 1s and 720h"
+	MaxHold *metav1.Duration `json:"maxHold,omitempty"`
 }
 
 // SinkSpec is an HTTP endpoint that receives each event.
@@ -407,7 +608,7 @@ type ResendWebhookStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// Conditions: Ready, SecretResolved, ReceiverAvailable, WorkerAvailable,
-	// IngressReady, QueueReachable.
+	// IngressReady, QueueReachable, SinkAvailable, QueueDurable, Registered.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -428,7 +629,45 @@ type ResendWebhookStatus struct {
 	// Queue reports the queue's figures.
 	// +optional
 	Queue QueueStatus `json:"queue"`
+
+	// Resend reports the endpoint registered at Resend (only with spec.resend).
+	// +optional
+	Resend *ResendStatus `json:"resend,omitempty"`
 }
+
+// ResendStatus is what the operator knows of the webhook registered at Resend.
+type ResendStatus struct {
+	// WebhookID is Resend's id of the registered webhook.
+	// +optional
+	WebhookID string `json:"webhookID,omitempty"`
+	// State is the webhook's state at Resend: enabled or disabled.
+	// +optional
+	State string `json:"state,omitempty"`
+	// Endpoint is the URL registered at Resend.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// Events are the event types registered at Resend.
+	// +optional
+	// +listType=atomic
+	Events []string `json:"events,omitempty"`
+	// LastRotationTime is when the signing secret was last rotated through the API.
+	// +optional
+	LastRotationTime *metav1.Time `json:"lastRotationTime,omitempty"`
+	// LastRotationRequest is the value of the rotate-signing-secret annotation last acted on.
+	// +optional
+	LastRotationRequest string `json:"lastRotationRequest,omitempty"`
+	// PreviousSecretExpiresAt is when receivers stop accepting the secret that was current
+	// before the last rotation (the end of Resend's dual-signing window).
+	// +optional
+	PreviousSecretExpiresAt *metav1.Time `json:"previousSecretExpiresAt,omitempty"`
+}
+
+// Annotations the operator acts on.
+const (
+	// AnnotationRotateSigningSecret: changing its value (to anything new) rotates the signing
+	// secret once through Resend's API (with spec.resend).
+	AnnotationRotateSigningSecret = "webhooks.resend-operator.dev/rotate-signing-secret"
+)
 
 // ComponentStatus reports a Deployment.
 type ComponentStatus struct {
@@ -441,7 +680,8 @@ type QueueStatus struct {
 	// Name of the queue.
 	// +optional
 	Name string `json:"name,omitempty"`
-	// Pending tasks wait for a worker.
+	// Pending tasks wait for a worker (including events a worker's circuit breaker set aside
+	// while the sink is down).
 	Pending int64 `json:"pending"`
 	// Active tasks are being processed.
 	Active int64 `json:"active"`
@@ -449,8 +689,8 @@ type QueueStatus struct {
 	Scheduled int64 `json:"scheduled"`
 	// Retry tasks failed and wait for their next attempt.
 	Retry int64 `json:"retry"`
-	// Archived tasks are dead letters: they exhausted their attempts or failed
-	// permanently.
+	// Archived are dead letters: events that exhausted their attempts or failed permanently.
+	// They stay until someone replays or deletes them (resend-webhook-operator dlq).
 	Archived int64 `json:"archived"`
 }
 
@@ -463,6 +703,7 @@ type QueueStatus struct {
 // +kubebuilder:printcolumn:name="Queue",type=string,JSONPath=`.status.queue.name`
 // +kubebuilder:printcolumn:name="Pending",type=integer,JSONPath=`.status.queue.pending`
 // +kubebuilder:printcolumn:name="Dead",type=integer,JSONPath=`.status.queue.archived`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ResendWebhook struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -187,8 +187,8 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 			want: []string{"spec.receiver", "autoscaling.minReplicas must not be greater than maxReplicas"},
 		},
 		{
-			name: "autoscaling maxReplicas below the default minReplicas",
-			spec: `receiver: {autoscaling: {maxReplicas: 1}}`,
+			name: "autoscaling minReplicas above maxReplicas",
+			spec: `receiver: {autoscaling: {minReplicas: 3, maxReplicas: 2}}`,
 			want: []string{"spec.receiver", "autoscaling.minReplicas must not be greater than maxReplicas"},
 		},
 		{
@@ -230,6 +230,56 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 			name: "sentinel without addresses",
 			spec: `queue: {redis: {sentinel: {masterName: mymaster, addrs: []}}}`,
 			want: []string{"spec.queue.redis.sentinel.addrs", "should have at least 1 items"},
+		},
+		{
+			name: "dedupWindow shorter than twice the tolerance",
+			spec: `{queue: {dedupWindow: 9m}, receiver: {tolerance: 5m}}`,
+			want: []string{"spec", "queue.dedupWindow must be at least twice receiver.tolerance"},
+		},
+		{
+			name: "wildcard ingress host",
+			spec: `ingress: {host: "*.hooks.example.com"}`,
+			want: []string{"spec.ingress.host", "not a wildcard"},
+		},
+		{
+			name: "ingress path climbing up",
+			spec: `ingress: {path: /hooks/../admin}`,
+			want: []string{"spec.ingress.path", "must not contain '//', '/./', '/../'"},
+		},
+		{
+			name: "ingress path with an encoded slash",
+			spec: `ingress: {path: /hooks%2Fadmin}`,
+			want: []string{"spec.ingress.path", "%2f"},
+		},
+		{
+			name: "ingress className that is no DNS name",
+			spec: `ingress: {className: "Nginx_Public"}`,
+			want: []string{"spec.ingress.className", "should match"},
+		},
+		{
+			name: "worker volume named like an operator volume",
+			spec: `worker: {image: x, volumes: [{name: redis-password, emptyDir: {}}]}`,
+			want: []string{"spec.worker", "must not use the names the operator mounts"},
+		},
+		{
+			name: "worker mount over the operator's secrets",
+			spec: `worker: {image: x, volumes: [{name: data, emptyDir: {}}], volumeMounts: [{name: data, mountPath: /etc/rwh/redis}]}`,
+			want: []string{"spec.worker", "must not mount under /etc/rwh"},
+		},
+		{
+			name: "breaker probe interval above its cap",
+			spec: `worker: {image: x, circuitBreaker: {probeInterval: 2m, maxProbeInterval: 1m}}`,
+			want: []string{"spec.worker.circuitBreaker", "probeInterval must not be greater than maxProbeInterval"},
+		},
+		{
+			name: "replica timeout out of range",
+			spec: `queue: {redis: {minReplicas: 1, replicaTimeout: 1m}}`,
+			want: []string{"spec.queue.redis.replicaTimeout", "between 10ms and 10s"},
+		},
+		{
+			name: "unknown deletion policy",
+			spec: `resend: {apiKeySecretRef: {name: resend}, deletionPolicy: Orphan}`,
+			want: []string{"spec.resend.deletionPolicy", "Unsupported value"},
 		},
 	}
 	for i, tc := range cases {
@@ -277,19 +327,25 @@ func TestValidEdgeCasesAreAccepted(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t)
 	cases := map[string]string{
-		"minBackoff equal to maxBackoff":  `retry: {minBackoff: 10s, maxBackoff: 10s, factor: 1, randomize: false}`,
-		"a single attempt":                `retry: {maxAttempts: 1}`,
-		"maxAttempts 25":                  `retry: {maxAttempts: 25, maxBackoff: 24h}`,
-		"rediss with tls and CA":          `queue: {redis: {url: "rediss://redis.cache:6380/2", tls: {caSecretRef: {name: redis-ca, key: ca.crt}}, passwordSecretRef: {name: redis, key: password}}}`,
-		"redis username without password": `queue: {redis: {url: "redis://default@redis:6379/0"}}`,
-		"sentinel":                        `queue: {redis: {url: "redis://ignored:6379/1", sentinel: {masterName: mymaster, addrs: ["s1:26379", "s2:26379"]}}}`,
-		"compound durations":              `{maxDuration: 1m30s, queue: {dedupWindow: 1.5h}, receiver: {tolerance: 90s}}`,
-		"worker scaled to zero":           `worker: {replicas: 0}`,
-		"worker with own image":           `worker: {image: "registry.example.com/acme/rwh-worker:1.0"}`,
-		"ingress tls with host":           `ingress: {host: hooks.example.com, path: /resend, className: nginx, tls: {secretName: hooks-tls}}`,
-		"every event type":                `events: [email.sent, email.delivered, email.bounced, email.complained, email.opened, email.clicked, email.failed, email.delivery_delayed, email.scheduled, email.suppressed, email.received, contact.created, contact.updated, contact.deleted, domain.created, domain.updated, domain.deleted, suppression.added, suppression.removed]`,
-		"rotation with two keys":          `signingSecret: {keys: [signing-secret, signing-secret-next]}`,
-		"autoscaling equal bounds":        `receiver: {autoscaling: {minReplicas: 3, maxReplicas: 3}}`,
+		"minBackoff equal to maxBackoff":      `retry: {minBackoff: 10s, maxBackoff: 10s, factor: 1, randomize: false}`,
+		"a single attempt":                    `retry: {maxAttempts: 1}`,
+		"maxAttempts 25":                      `retry: {maxAttempts: 25, maxBackoff: 24h}`,
+		"rediss with tls and CA":              `queue: {redis: {url: "rediss://redis.cache:6380/2", tls: {caSecretRef: {name: redis-ca, key: ca.crt}}, passwordSecretRef: {name: redis, key: password}}}`,
+		"redis username without password":     `queue: {redis: {url: "redis://default@redis:6379/0"}}`,
+		"sentinel":                            `queue: {redis: {url: "redis://ignored:6379/1", sentinel: {masterName: mymaster, addrs: ["s1:26379", "s2:26379"]}}}`,
+		"compound durations":                  `{maxDuration: 1m30s, queue: {dedupWindow: 1.5h}, receiver: {tolerance: 90s}}`,
+		"worker scaled to zero":               `worker: {replicas: 0}`,
+		"worker with own image":               `worker: {image: "registry.example.com/acme/rwh-worker:1.0"}`,
+		"ingress tls with host":               `ingress: {host: hooks.example.com, path: /resend, className: nginx, tls: {secretName: hooks-tls}}`,
+		"every event type":                    `events: [email.sent, email.delivered, email.bounced, email.complained, email.opened, email.clicked, email.failed, email.delivery_delayed, email.scheduled, email.suppressed, email.received, contact.created, contact.updated, contact.deleted, domain.created, domain.updated, domain.deleted, suppression.added, suppression.removed]`,
+		"rotation with two keys":              `signingSecret: {keys: [signing-secret, signing-secret-next]}`,
+		"autoscaling equal bounds":            `receiver: {autoscaling: {minReplicas: 3, maxReplicas: 3}}`,
+		"autoscaling up to one replica":       `receiver: {autoscaling: {maxReplicas: 1}}`,
+		"dedupWindow exactly twice tolerance": `{queue: {dedupWindow: 10m}, receiver: {tolerance: 5m}}`,
+		"replica acknowledgement":             `queue: {redis: {minReplicas: 1, replicaTimeout: 500ms}}`,
+		"pod settings":                        `{receiver: {serviceAccountName: hooks, priorityClassName: high, imagePullSecrets: [{name: regcred}], podMetadata: {labels: {team: mail}, annotations: {a: b}}, topologySpreadConstraints: [{maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule}]}, worker: {image: x, env: [{name: DB_URL, valueFrom: {secretKeyRef: {name: db, key: url}}}], envFrom: [{configMapRef: {name: cfg}}], volumes: [{name: data, emptyDir: {}}], volumeMounts: [{name: data, mountPath: /data}]}}`,
+		"resend integration":                  `resend: {apiKeySecretRef: {name: resend, key: key}, endpoint: "https://hooks.example.com/resend", deletionPolicy: Retain, autoEnable: false}`,
+		"breaker tuned":                       `worker: {sink: {url: "http://sink/x"}, circuitBreaker: {enabled: false, failureThreshold: 1, probeInterval: 100ms, maxProbeInterval: 1h, maxHold: 1s}}`,
 	}
 	i := 0
 	for name, spec := range cases {
@@ -302,5 +358,42 @@ func TestValidEdgeCasesAreAccepted(t *testing.T) {
 				t.Fatalf("valid object rejected: %v", err)
 			}
 		})
+	}
+}
+
+// TestQueueNameIsImmutable: changing, setting or clearing queue.name on a live webhook would
+// strand the events already queued under the old name.
+func TestQueueNameIsImmutable(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t)
+	for i, tc := range []struct{ from, to string }{
+		{`queue: {name: orders}`, `queue: {name: orders-v2}`},
+		{`queue: {name: orders}`, `queue: {name: null}`},
+		{`{}`, `queue: {name: orders}`},
+	} {
+		obj := specObject(t, fmt.Sprintf("queue-%d", i), tc.from)
+		obj.SetNamespace(ns)
+		if err := k8sClient.Create(testContext(t), obj); err != nil {
+			t.Fatalf("create %s: %v", tc.from, err)
+		}
+		changed := specObject(t, obj.GetName(), tc.to)
+		changed.SetNamespace(ns)
+		changed.SetResourceVersion(obj.GetResourceVersion())
+		err := k8sClient.Update(testContext(t), changed)
+		if err == nil || !strings.Contains(err.Error(), "queue.name is immutable") {
+			t.Errorf("%s → %s: want the immutability message, got %v", tc.from, tc.to, err)
+		}
+	}
+	// Any other change of the queue section stays allowed.
+	obj := specObject(t, "queue-ok", `queue: {name: orders}`)
+	obj.SetNamespace(ns)
+	if err := k8sClient.Create(testContext(t), obj); err != nil {
+		t.Fatal(err)
+	}
+	changed := specObject(t, obj.GetName(), `queue: {name: orders, dedupWindow: 48h}`)
+	changed.SetNamespace(ns)
+	changed.SetResourceVersion(obj.GetResourceVersion())
+	if err := k8sClient.Update(testContext(t), changed); err != nil {
+		t.Errorf("changing dedupWindow with the same queue.name: %v", err)
 	}
 }

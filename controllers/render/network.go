@@ -107,7 +107,7 @@ func HorizontalPodAutoscaler(rw *v1alpha1.ResendWebhook) *autoscalingv2.Horizont
 			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{
 				APIVersion: "apps/v1", Kind: "Deployment", Name: ReceiverName(rw),
 			},
-			MinReplicas: new(*a.MinReplicas),
+			MinReplicas: new(a.EffectiveMinReplicas()),
 			MaxReplicas: a.MaxReplicas,
 			Metrics: []autoscalingv2.MetricSpec{{
 				Type: autoscalingv2.ResourceMetricSourceType,
