@@ -1,6 +1,11 @@
 package render
 
 import (
+	"maps"
+	"path"
+	"slices"
+	"strings"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -73,7 +78,12 @@ func WorkerDeployment(rw *v1alpha1.ResendWebhook, o Options) *appsv1.Deployment 
 		volumes = append(volumes, secretKeyVolume(volSink, *w.Sink.SigningSecretRef, SinkFile))
 		mounts = append(mounts, corev1.VolumeMount{Name: volSink, MountPath: SinkDir, ReadOnly: true})
 	}
-	container.VolumeMounts = mounts
+	// The user's additions come after ours; on a clash ours win (the CRD rejects the clashes it
+	// can see; this also covers objects stored before those rules).
+	volumes = appendVolumes(volumes, w.Volumes)
+	container.VolumeMounts = appendMounts(mounts, w.VolumeMounts)
+	container.Env = slices.Clone(w.Env)
+	container.EnvFrom = slices.Clone(w.EnvFrom)
 
 	d := deployment(rw, WorkerName(rw), ComponentWorker, w.PodSettings, container, volumes, workerGraceSeconds)
 	d.Spec.Replicas = new(*w.Replicas)
@@ -95,10 +105,20 @@ func image(override string, o Options) string {
 	return o.Image
 }
 
-// deployment is what both components' Deployments share.
+// deployment is what both components' Deployments share. The spec's pod settings fill in what
+// the operator leaves open; where they clash with the operator's labels, annotations, volumes or
+// security settings, the operator's win.
 func deployment(rw *v1alpha1.ResendWebhook, name, component string, ps v1alpha1.PodSettings,
 	c corev1.Container, volumes []corev1.Volume, graceSeconds int64) *appsv1.Deployment {
 	selector := SelectorLabels(rw, component)
+	podMeta := metav1.ObjectMeta{Labels: Labels(rw, component)}
+	if m := ps.PodMetadata; m != nil {
+		podMeta.Labels = mergeOurs(m.Labels, podMeta.Labels)
+		podMeta.Annotations = maps.Clone(m.Annotations)
+		// The operator's own annotations are set by withConfigHash alone.
+		delete(podMeta.Annotations, ConfigHashAnnotation)
+		delete(podMeta.Annotations, RedisSecretsAnnotation)
+	}
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: objectMeta(rw, name, component),
@@ -106,27 +126,80 @@ func deployment(rw *v1alpha1.ResendWebhook, name, component string, ps v1alpha1.
 			Selector:             &metav1.LabelSelector{MatchLabels: selector},
 			RevisionHistoryLimit: new(int32(5)),
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: Labels(rw, component)},
+				ObjectMeta: podMeta,
 				Spec: corev1.PodSpec{
-					Containers:                    []corev1.Container{c},
-					Volumes:                       volumes,
-					SecurityContext:               podSecurityContext(),
-					AutomountServiceAccountToken:  new(false), // the pods never talk to the API
+					Containers:         []corev1.Container{c},
+					Volumes:            volumes,
+					SecurityContext:    podSecurityContext(),
+					ServiceAccountName: ps.ServiceAccountName,
+					// Off unless asked for: the operator's own receivers and workers never
+					// talk to the API.
+					AutomountServiceAccountToken:  new(ps.AutomountServiceAccountToken != nil && *ps.AutomountServiceAccountToken),
+					ImagePullSecrets:              slices.Clone(ps.ImagePullSecrets),
+					PriorityClassName:             ps.PriorityClassName,
 					EnableServiceLinks:            new(false),
 					TerminationGracePeriodSeconds: new(graceSeconds),
 					NodeSelector:                  ps.NodeSelector,
 					Tolerations:                   ps.Tolerations,
 					Affinity:                      ps.Affinity,
-					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
-						MaxSkew:           1,
-						TopologyKey:       corev1.LabelHostname,
-						WhenUnsatisfiable: corev1.ScheduleAnyway,
-						LabelSelector:     &metav1.LabelSelector{MatchLabels: selector},
-					}},
+					TopologySpreadConstraints:     spread(ps.TopologySpreadConstraints, selector),
 				},
 			},
 		},
 	}
+}
+
+// spread is the spec's topology spread constraints (one without a label selector selects this
+// component's pods), by default: spread over nodes, best effort.
+func spread(spec []corev1.TopologySpreadConstraint, selector map[string]string) []corev1.TopologySpreadConstraint {
+	if len(spec) == 0 {
+		return []corev1.TopologySpreadConstraint{{
+			MaxSkew:           1,
+			TopologyKey:       corev1.LabelHostname,
+			WhenUnsatisfiable: corev1.ScheduleAnyway,
+			LabelSelector:     &metav1.LabelSelector{MatchLabels: selector},
+		}}
+	}
+	out := make([]corev1.TopologySpreadConstraint, len(spec))
+	for i, c := range spec {
+		out[i] = *c.DeepCopy()
+		if out[i].LabelSelector == nil {
+			out[i].LabelSelector = &metav1.LabelSelector{MatchLabels: maps.Clone(selector)}
+		}
+	}
+	return out
+}
+
+// mergeOurs is extra with ours laid over it: on a shared key our value wins.
+func mergeOurs(extra, ours map[string]string) map[string]string {
+	out := maps.Clone(extra)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, ours)
+	return out
+}
+
+// appendVolumes adds the user's volumes whose names the operator's do not take.
+func appendVolumes(ours, theirs []corev1.Volume) []corev1.Volume {
+	for _, v := range theirs {
+		if !slices.ContainsFunc(ours, func(o corev1.Volume) bool { return o.Name == v.Name }) {
+			ours = append(ours, *v.DeepCopy())
+		}
+	}
+	return ours
+}
+
+// appendMounts adds the user's mounts, except those at or below the directory of the
+// operator's secrets.
+func appendMounts(ours, theirs []corev1.VolumeMount) []corev1.VolumeMount {
+	for _, m := range theirs {
+		if p := path.Clean(m.MountPath); p == SecretsRoot || strings.HasPrefix(p, SecretsRoot+"/") {
+			continue
+		}
+		ours = append(ours, *m.DeepCopy())
+	}
+	return ours
 }
 
 // baseContainer has the security context, probes and resources every component gets.

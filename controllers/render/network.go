@@ -88,7 +88,10 @@ func PodDisruptionBudget(rw *v1alpha1.ResendWebhook) *policyv1.PodDisruptionBudg
 		ObjectMeta: objectMeta(rw, ReceiverName(rw), ComponentReceiver),
 		Spec: policyv1.PodDisruptionBudgetSpec{
 			MaxUnavailable: new(intstr.FromInt32(1)),
-			Selector:       &metav1.LabelSelector{MatchLabels: SelectorLabels(rw, ComponentReceiver)},
+			// Receivers are unready whenever Redis is down or no signing key is loaded; such
+			// pods must never block a node drain.
+			UnhealthyPodEvictionPolicy: new(policyv1.AlwaysAllow),
+			Selector:                   &metav1.LabelSelector{MatchLabels: SelectorLabels(rw, ComponentReceiver)},
 		},
 	}
 }

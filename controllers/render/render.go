@@ -44,6 +44,8 @@ const (
 	ServicePort     = 80
 	ServicePortName = "http"
 
+	// SecretsRoot holds every secret the operator mounts; user mounts never go below it.
+	SecretsRoot   = "/etc/rwh"
 	SigningDir    = "/etc/rwh/signing"
 	RedisDir      = "/etc/rwh/redis"
 	RedisCADir    = "/etc/rwh/redis-ca"

@@ -66,8 +66,19 @@ func Full() *v1alpha1.ResendWebhook {
 						Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m")},
 						Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
 					},
-					NodeSelector: map[string]string{"pool": "edge"},
-					Tolerations:  []corev1.Toleration{{Key: "edge", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+					NodeSelector:       map[string]string{"pool": "edge"},
+					Tolerations:        []corev1.Toleration{{Key: "edge", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+					ImagePullSecrets:   []corev1.LocalObjectReference{{Name: "registry-creds"}},
+					ServiceAccountName: "hooks-receiver",
+					PodMetadata: &v1alpha1.PodMetadata{
+						// The operator's instance label wins over this one.
+						Labels:      map[string]string{"team": "mail", render.LabelInstance: "not-prod"},
+						Annotations: map[string]string{"sidecar.istio.io/inject": "false"},
+					},
+					PriorityClassName: "edge-critical",
+					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
+						MaxSkew: 1, TopologyKey: corev1.LabelTopologyZone, WhenUnsatisfiable: corev1.DoNotSchedule,
+					}},
 				},
 				MaxBodyBytes: new(int64(2 << 20)),
 				Tolerance:    d(2 * time.Minute),
@@ -86,6 +97,19 @@ func Full() *v1alpha1.ResendWebhook {
 					URL: "https://app.mail.svc/hooks/resend", Timeout: d(5 * time.Second),
 					SigningSecretRef: &v1alpha1.SecretKeyRef{Name: "sink", Key: "secret"},
 				},
+				PodSettings: v1alpha1.PodSettings{
+					ServiceAccountName:           "mail-worker",
+					AutomountServiceAccountToken: new(true), // e.g. for cloud workload identity
+					PodMetadata:                  &v1alpha1.PodMetadata{Annotations: map[string]string{"cost-center": "mail"}},
+				},
+				Env: []corev1.EnvVar{
+					{Name: "DB_HOST", Value: "db.mail.svc"},
+					{Name: "DB_PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+						LocalObjectReference: corev1.LocalObjectReference{Name: "db"}, Key: "password"}}},
+				},
+				EnvFrom:      []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "worker-config"}}}},
+				Volumes:      []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+				VolumeMounts: []corev1.VolumeMount{{Name: "scratch", MountPath: "/tmp"}},
 			},
 		},
 	}
@@ -146,7 +170,9 @@ func TestMinimalHasNoOptionalChildren(t *testing.T) {
 }
 
 func TestSecretsAreFilesNotEnvOrArgs(t *testing.T) {
-	for _, d := range []any{render.ReceiverDeployment(Full(), opts), render.WorkerDeployment(Full(), opts)} {
+	noUserEnv := Full()
+	noUserEnv.Spec.Worker.Env, noUserEnv.Spec.Worker.EnvFrom = nil, nil
+	for _, d := range []any{render.ReceiverDeployment(Full(), opts), render.WorkerDeployment(noUserEnv, opts)} {
 		b, _ := yaml.Marshal(d)
 		s := string(b)
 		for _, bad := range []string{"env:", "envFrom:", "secretKeyRef"} {
