@@ -2,69 +2,79 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"sync"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
-	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
 )
 
-// appliedMemo remembers, per webhook, the spec generation (and the render inputs from outside
-// the spec, such as the Redis secrets digest) last applied and the resourceVersion
-// each child had right after its apply. While the generation is the same and the cached child
-// still has that resourceVersion, applying it again would be a no-op, so the reconciler skips
-// the request: periodic status refreshes cost no API calls. Any change to a child (edit,
-// deletion, status update) gives it a new resourceVersion, and that child is applied again.
+// appliedMemo remembers, per webhook and child, a hash of the last apply request sent and the
+// resourceVersion the child had right after it. While the new request hashes the same and the
+// cached child still has that resourceVersion, applying again would be a no-op, so the
+// reconciler skips the request: periodic refreshes cost no API calls. Any change to the
+// request (spec, operator flags, Secret digests) or to the child (edit, deletion, status
+// update) sends it again.
 type appliedMemo struct {
 	mu    sync.Mutex
-	state map[types.NamespacedName]appliedState
+	state map[types.NamespacedName]map[string]appliedChild // webhook → childKey → last apply
 }
 
-type appliedState struct {
-	uid        types.UID
-	generation int64
-	inputs     render.Options
-	versions   map[string]string // childKey → resourceVersion after apply
+type appliedChild struct {
+	hash string // requestHash of the apply body
+	rv   string // resourceVersion right after the apply
 }
 
 func newAppliedMemo() *appliedMemo {
-	return &appliedMemo{state: map[types.NamespacedName]appliedState{}}
+	return &appliedMemo{state: map[types.NamespacedName]map[string]appliedChild{}}
 }
 
-// versionsFor returns the recorded versions when they belong to rw's current generation and
-// the same render inputs.
-func (m *appliedMemo) versionsFor(rw *v1alpha1.ResendWebhook, inputs render.Options) map[string]string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, ok := m.state[client.ObjectKeyFromObject(rw)]
-	if !ok || s.uid != rw.UID || s.generation != rw.Generation || s.inputs != inputs {
-		return nil
+// requestHash identifies an apply request body (encoding/json sorts map keys).
+func requestHash(u *unstructured.Unstructured) string {
+	b, err := json.Marshal(u.Object)
+	if err != nil {
+		return "" // never equal to a remembered hash: the child is applied
 	}
-	return s.versions
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
-func (m *appliedMemo) remember(rw *v1alpha1.ResendWebhook, inputs render.Options, versions map[string]string) {
+// unchanged reports whether obj was last applied with this request hash and the cache still
+// holds it at the resourceVersion that apply returned.
+func (m *appliedMemo) unchanged(ctx context.Context, c client.Reader, webhook types.NamespacedName, obj client.Object, hash string) bool {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.state[client.ObjectKeyFromObject(rw)] = appliedState{uid: rw.UID, generation: rw.Generation, inputs: inputs, versions: versions}
-}
-
-func (m *appliedMemo) forget(key types.NamespacedName) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.state, key)
-}
-
-// unchanged reports whether the cache holds obj at resourceVersion rv.
-func unchanged(ctx context.Context, c client.Reader, obj client.Object, rv string) bool {
-	if rv == "" {
+	last, ok := m.state[webhook][childKey(obj)]
+	m.mu.Unlock()
+	if !ok || hash == "" || last.hash != hash || last.rv == "" {
 		return false
 	}
 	got := obj.DeepCopyObject().(client.Object)
 	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), got); err != nil {
 		return false
 	}
-	return got.GetResourceVersion() == rv
+	return got.GetResourceVersion() == last.rv
+}
+
+func (m *appliedMemo) remember(webhook types.NamespacedName, obj client.Object, hash, rv string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state[webhook] == nil {
+		m.state[webhook] = map[string]appliedChild{}
+	}
+	m.state[webhook][childKey(obj)] = appliedChild{hash: hash, rv: rv}
+}
+
+func (m *appliedMemo) forgetChild(webhook types.NamespacedName, obj client.Object) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.state[webhook], childKey(obj))
+}
+
+func (m *appliedMemo) forget(webhook types.NamespacedName) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.state, webhook)
 }

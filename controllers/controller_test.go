@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -172,7 +173,7 @@ func TestUpdatesReachObjectsAndRemovalsDelete(t *testing.T) {
 		rw.Spec.Receiver.Replicas = new(int32(4))
 		rw.Spec.Ingress.Host = "b.example.com"
 	})
-	eventually(t, wait, "worker args follow the retry policy", func() error {
+	testutil.Eventually(t, wait, "worker args follow the retry policy", func() error {
 		var d appsv1.Deployment
 		if err := get(ns, "hooks-worker", &d); err != nil {
 			return err
@@ -186,7 +187,7 @@ func TestUpdatesReachObjectsAndRemovalsDelete(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, wait, "receiver replicas and ingress host follow", func() error {
+	testutil.Eventually(t, wait, "receiver replicas and ingress host follow", func() error {
 		var d appsv1.Deployment
 		var ing networkingv1.Ingress
 		if err := errors.Join(get(ns, "hooks-receiver", &d), get(ns, "hooks", &ing)); err != nil {
@@ -203,13 +204,13 @@ func TestUpdatesReachObjectsAndRemovalsDelete(t *testing.T) {
 		rw.Spec.Worker = nil
 		rw.Spec.Receiver.Replicas = new(int32(1)) // one receiver: no PDB
 	})
-	eventually(t, wait, "ingress, worker and PDB deleted", func() error {
+	testutil.Eventually(t, wait, "ingress, worker and PDB deleted", func() error {
 		return errors.Join(
 			absent(ns, "hooks", &networkingv1.Ingress{}),
 			absent(ns, "hooks-worker", &appsv1.Deployment{}),
 			absent(ns, "hooks-receiver", &policyv1.PodDisruptionBudget{}))
 	})
-	eventually(t, wait, "stale conditions removed", func() error {
+	testutil.Eventually(t, wait, "stale conditions removed", func() error {
 		var got v1alpha1.ResendWebhook
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(rw), &got); err != nil {
 			return err
@@ -245,7 +246,7 @@ func TestMissingSecretReportedAndRecovered(t *testing.T) {
 	mustCreate(t, rw)
 	waitCondition(t, rw, v1alpha1.ConditionSecretResolved, metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound)
 	waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNotReady)
-	eventually(t, wait, "warning event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonSecretNotFound) })
+	testutil.Eventually(t, wait, "warning event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonSecretNotFound) })
 	// The Deployment exists anyway: the signing volume is optional, pods start and get ready later.
 	waitFor(t, ns, "hooks-receiver", &appsv1.Deployment{})
 
@@ -255,7 +256,7 @@ func TestMissingSecretReportedAndRecovered(t *testing.T) {
 	if !strings.Contains(c.Message, "old") {
 		t.Errorf("message %q does not name the invalid key", c.Message)
 	}
-	eventually(t, wait, "invalid secret event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonInvalidSecret) })
+	testutil.Eventually(t, wait, "invalid secret event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonInvalidSecret) })
 
 	// Rotation in progress: one valid key, the other absent → resolved, absent key mentioned.
 	sec.StringData = map[string]string{"old": validSecret}
@@ -278,7 +279,7 @@ func TestDeletedDeploymentIsRecreated(t *testing.T) {
 	if err := k8s.Delete(context.Background(), &d); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, wait, "receiver Deployment recreated", func() error {
+	testutil.Eventually(t, wait, "receiver Deployment recreated", func() error {
 		var again appsv1.Deployment
 		if err := get(ns, "hooks-receiver", &again); err != nil {
 			return err
@@ -323,6 +324,12 @@ func TestStatusFollowsAvailabilityIngressAndRedis(t *testing.T) {
 		t.Fatalf("kubectl wait: %v\n%s", err, out)
 	}
 	waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReady)
+	// The test Redis runs without AOF or snapshots: advice, not a reason to be unready.
+	durable := waitCondition(t, rw, v1alpha1.ConditionQueueDurable, metav1.ConditionFalse, v1alpha1.ReasonNoPersistence)
+	if !strings.Contains(durable.Message, "appendonly no") {
+		t.Errorf("QueueDurable message %q", durable.Message)
+	}
+	waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReady)
 	st := currentStatus(t, rw)
 	if st.URL != "http://203.0.113.7/resend" || st.Receiver.ReadyReplicas != 2 || st.Worker.ReadyReplicas != 1 {
 		t.Errorf("status url %q receiver %d worker %d", st.URL, st.Receiver.ReadyReplicas, st.Worker.ReadyReplicas)
@@ -342,18 +349,31 @@ func TestStatusFollowsAvailabilityIngressAndRedis(t *testing.T) {
 	if _, err := ac.Enqueue(asynq.NewTask("resend:email.sent", []byte("{}")), asynq.Queue(ns+".hooks"), asynq.ProcessIn(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, wait, "queue figures", func() error {
+	testutil.Eventually(t, wait, "queue figures", func() error {
 		q := currentStatus(t, rw).Queue
 		if q.Pending != 3 || q.Scheduled != 1 || q.Active != 0 || q.Retry != 0 || q.Archived != 0 {
 			return fmt.Errorf("queue %+v", q)
 		}
 		return nil
 	})
+	// The manager exports the same figures.
+	for state, want := range map[string]float64{"pending": 3, "scheduled": 1, "archived": 0} {
+		if got, ok := gaugeValue("rwh_queue_tasks", map[string]string{"namespace": ns, "name": "hooks", "state": state}); !ok || got != want {
+			t.Errorf("rwh_queue_tasks{state=%q} = %v (present %v), want %v", state, got, ok, want)
+		}
+	}
+	if got, ok := gaugeValue("rwh_webhook_condition", map[string]string{"namespace": ns, "name": "hooks", "type": v1alpha1.ConditionReady}); !ok || got != 1 {
+		t.Errorf("rwh_webhook_condition{type=Ready} = %v (present %v), want 1", got, ok)
+	}
 
 	red.Stop()
-	waitCondition(t, rw, v1alpha1.ConditionQueueReachable, metav1.ConditionFalse, v1alpha1.ReasonUnreachable)
+	c := waitCondition(t, rw, v1alpha1.ConditionQueueReachable, metav1.ConditionFalse, v1alpha1.ReasonUnreachable)
+	// The class of the error, never the dial text with its address.
+	if c.Message != "Redis unreachable: connection refused" {
+		t.Errorf("QueueReachable message %q", c.Message)
+	}
 	waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNotReady)
-	eventually(t, wait, "unreachable event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonUnreachable) })
+	testutil.Eventually(t, wait, "unreachable event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonUnreachable) })
 	if err := red.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -361,13 +381,27 @@ func TestStatusFollowsAvailabilityIngressAndRedis(t *testing.T) {
 
 	// Removing the ingress drops IngressReady and the URL; Ready stays True.
 	update(t, rw, func(rw *v1alpha1.ResendWebhook) { rw.Spec.Ingress = nil })
-	eventually(t, wait, "IngressReady and URL dropped", func() error {
+	testutil.Eventually(t, wait, "IngressReady and URL dropped", func() error {
 		st := currentStatus(t, rw)
 		if meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionIngressReady) != nil || st.URL != "" {
 			return fmt.Errorf("status %+v", st)
 		}
 		if !meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady) {
 			return errors.New("not ready")
+		}
+		return nil
+	})
+
+	// A deleted webhook's series go with it.
+	if err := k8s.Delete(ctx, rw); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, wait, "metrics of the deleted webhook dropped", func() error {
+		if _, ok := gaugeValue("rwh_queue_tasks", map[string]string{"namespace": ns, "name": "hooks", "state": "pending"}); ok {
+			return errors.New("rwh_queue_tasks still exported")
+		}
+		if _, ok := gaugeValue("rwh_webhook_condition", map[string]string{"namespace": ns, "name": "hooks", "type": v1alpha1.ConditionReady}); ok {
+			return errors.New("rwh_webhook_condition still exported")
 		}
 		return nil
 	})
@@ -405,7 +439,7 @@ func TestSteadyStateMakesNoWrites(t *testing.T) {
 	}
 	// Settled: nothing changes for 3 s (three status refreshes).
 	var before map[string]string
-	eventually(t, wait, "settled", func() error {
+	testutil.Eventually(t, wait, "settled", func() error {
 		v1, err := versions()
 		if err != nil {
 			return err
@@ -428,7 +462,7 @@ func TestSteadyStateMakesNoWrites(t *testing.T) {
 	// Full resync: a new manager with empty caches and memory reconciles everything again.
 	reconciles := reconcileTotal()
 	restartSharedManager(t)
-	eventually(t, wait, "resync reconciled the webhook", func() error {
+	testutil.Eventually(t, wait, "resync reconciled the webhook", func() error {
 		if reconcileTotal() < reconciles+3 { // initial + periodic refreshes
 			return errors.New("not yet")
 		}
@@ -469,7 +503,7 @@ func get(ns, name string, obj client.Object) error {
 
 func waitFor(t *testing.T, ns, name string, obj client.Object) {
 	t.Helper()
-	eventually(t, wait, fmt.Sprintf("%T %s exists", obj, name), func() error { return get(ns, name, obj) })
+	testutil.Eventually(t, wait, fmt.Sprintf("%T %s exists", obj, name), func() error { return get(ns, name, obj) })
 }
 
 func absent(ns, name string, obj client.Object) error {
@@ -493,7 +527,7 @@ func assertAbsent(t *testing.T, ns, name string, obj client.Object) {
 // update changes the webhook, retrying on conflicts with the status writer.
 func update(t *testing.T, rw *v1alpha1.ResendWebhook, change func(*v1alpha1.ResendWebhook)) {
 	t.Helper()
-	eventually(t, wait, "update webhook", func() error {
+	testutil.Eventually(t, wait, "update webhook", func() error {
 		var cur v1alpha1.ResendWebhook
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(rw), &cur); err != nil {
 			return err
@@ -515,7 +549,7 @@ func currentStatus(t *testing.T, rw *v1alpha1.ResendWebhook) v1alpha1.ResendWebh
 func waitCondition(t *testing.T, rw *v1alpha1.ResendWebhook, typ string, status metav1.ConditionStatus, reason string) metav1.Condition {
 	t.Helper()
 	var found metav1.Condition
-	eventually(t, wait, fmt.Sprintf("%s=%s (%s)", typ, status, reason), func() error {
+	testutil.Eventually(t, wait, fmt.Sprintf("%s=%s (%s)", typ, status, reason), func() error {
 		var cur v1alpha1.ResendWebhook
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(rw), &cur); err != nil {
 			return err
@@ -539,7 +573,7 @@ func waitCondition(t *testing.T, rw *v1alpha1.ResendWebhook, typ string, status 
 // setAvailable plays the deployment controller: marks the Deployment available.
 func setAvailable(t *testing.T, ns, name string, ready int32) {
 	t.Helper()
-	eventually(t, wait, "mark "+name+" available", func() error {
+	testutil.Eventually(t, wait, "mark "+name+" available", func() error {
 		var d appsv1.Deployment
 		if err := get(ns, name, &d); err != nil {
 			return err
@@ -570,36 +604,41 @@ func warningEvent(ns, name, reason string) error {
 
 func TestApplyFailureReportedOnce(t *testing.T) {
 	useSharedManager(t)
+	ctx := context.Background()
 	ns := namespace(t)
 	mustCreate(t, signingSecret(ns, "hooks-signing", map[string]string{"signing-secret": validSecret}))
-	// Someone else's controller already owns a Service with the receiver's name: applying ours
-	// would give it two controllers, which the API server refuses.
-	mustCreate(t, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hooks-receiver", OwnerReferences: []metav1.OwnerReference{{
-			APIVersion: "v1", Kind: "ConfigMap", Name: "other", UID: "11111111-2222-3333-4444-555555555555", Controller: new(true),
-		}}},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}},
-	})
+	// A quota of zero Services: the API server refuses to create the receivers' Service. We
+	// play the quota controller and fill in the quota's status.
+	quota := &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-services"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceServices: resource.MustParse("0")}},
+	}
+	mustCreate(t, quota)
+	quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard, Used: corev1.ResourceList{corev1.ResourceServices: resource.MustParse("0")}}
+	if err := k8s.Status().Update(ctx, quota); err != nil {
+		t.Fatal(err)
+	}
 	rw := webhook(ns, "hooks", sharedRed.URL())
 	mustCreate(t, rw)
 	c := waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonApplyFailed)
 	if !strings.Contains(c.Message, "Service hooks-receiver") {
 		t.Errorf("message %q does not name the object", c.Message)
 	}
-	eventually(t, wait, "ApplyFailed event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonApplyFailed) })
+	waitFor(t, ns, "hooks-receiver", &appsv1.Deployment{}) // the other children are applied all the same
+	testutil.Eventually(t, wait, "ApplyFailed event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonApplyFailed) })
 	// Retries keep failing (with backoff), but the event is not repeated for the same failure:
 	// watch a 3 s window.
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		if n := applyFailedEvents(t, ns); n != 1 {
-			t.Fatalf("%d ApplyFailed events (counting series), want 1", n)
-		}
-		time.Sleep(100 * time.Millisecond) // poll interval
+	consistently(t, 3*time.Second, "one ApplyFailed event", eventCount(t, ns, v1alpha1.ReasonApplyFailed, 1))
+	// Lifting the quota lets the retry through.
+	if err := k8s.Delete(ctx, quota); err != nil {
+		t.Fatal(err)
 	}
+	waitFor(t, ns, "hooks-receiver", &corev1.Service{})
+	waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNotReady)
 }
 
-// applyFailedEvents counts ApplyFailed events in ns, including repeats folded into a series.
-func applyFailedEvents(t *testing.T, ns string) int {
+// countEvents counts the events with reason in ns, including repeats folded into a series.
+func countEvents(t *testing.T, ns, reason string) int {
 	t.Helper()
 	var list eventsv1.EventList
 	if err := k8s.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
@@ -607,7 +646,7 @@ func applyFailedEvents(t *testing.T, ns string) int {
 	}
 	n := 0
 	for _, e := range list.Items {
-		if e.Reason != v1alpha1.ReasonApplyFailed {
+		if e.Reason != reason {
 			continue
 		}
 		n++
@@ -646,7 +685,7 @@ func TestSecretRotationDoesNotRollPods(t *testing.T) {
 	if err := k8s.Update(ctx, sec); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, wait, "both keys valid", func() error {
+	testutil.Eventually(t, wait, "both keys valid", func() error {
 		c := meta.FindStatusCondition(currentStatus(t, rw).Conditions, v1alpha1.ConditionSecretResolved)
 		if c == nil || !strings.Contains(c.Message, "valid keys old,new") {
 			return fmt.Errorf("condition %+v", c)
@@ -663,7 +702,7 @@ func TestSecretRotationDoesNotRollPods(t *testing.T) {
 
 	// Last step: the old key leaves the list → the pod template (and its hash) changes.
 	update(t, rw, func(rw *v1alpha1.ResendWebhook) { rw.Spec.SigningSecret.Keys = []string{"new"} })
-	eventually(t, wait, "pods roll for the new key list", func() error {
+	testutil.Eventually(t, wait, "pods roll for the new key list", func() error {
 		var now appsv1.Deployment
 		if err := get(ns, "hooks-receiver", &now); err != nil {
 			return err

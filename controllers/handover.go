@@ -26,8 +26,9 @@ func (r *Reconciler) handOverReplicas(ctx context.Context, rw *v1alpha1.ResendWe
 	if !ok || rw.Spec.Receiver.Autoscaling == nil || d.Name != render.ReceiverName(rw) {
 		return nil
 	}
+	// Uncached: the cache strips managed fields.
 	var live appsv1.Deployment
-	if err := r.client.Get(ctx, client.ObjectKeyFromObject(d), &live); err != nil {
+	if err := r.apiReader.Get(ctx, client.ObjectKeyFromObject(d), &live); err != nil {
 		return client.IgnoreNotFound(err) // a new Deployment has no replicas to keep
 	}
 	if live.Spec.Replicas == nil || !appliedReplicas(live.ManagedFields) {

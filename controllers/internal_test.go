@@ -2,7 +2,7 @@ package controllers
 
 import (
 	"context"
-	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,7 +77,7 @@ func TestDesiredStatus(t *testing.T) {
 	ok := func(typ string) metav1.Condition {
 		return metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: "OK"}
 	}
-	available := &appsv1.Deployment{Status: appsv1.DeploymentStatus{ReadyReplicas: 2, Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: "True"}}}}
+	available := availableDeployment(2)
 	ing := &networkingv1.Ingress{}
 	ing.Status.LoadBalancer.Ingress = []networkingv1.IngressLoadBalancerIngress{{Hostname: "lb.example.net"}}
 	obs := observation{secrets: ok(v1alpha1.ConditionSecretResolved), receiver: available, ingress: ing, queue: ok(v1alpha1.ConditionQueueReachable)}
@@ -137,6 +137,9 @@ func TestEndpointURL(t *testing.T) {
 		{"lb address, no address yet", withIngress(&v1alpha1.IngressSpec{Path: "/"}), lb(""), ""},
 		{"lb address, default port", withIngress(&v1alpha1.IngressSpec{Path: "/"}), lb("203.0.113.7", 80), "http://203.0.113.7/"},
 		{"lb address with port", withIngress(&v1alpha1.IngressSpec{Path: "/x"}), lb("127.0.0.1", 8080), "http://127.0.0.1:8080/x"},
+		{"IPv6 lb address", withIngress(&v1alpha1.IngressSpec{Path: "/x"}), lb("2001:db8::7"), "http://[2001:db8::7]/x"},
+		{"IPv6 lb address with port", withIngress(&v1alpha1.IngressSpec{Path: "/x"}), lb("2001:db8::7", 8443), "http://[2001:db8::7]:8443/x"},
+		{"wildcard host names no URL", withIngress(&v1alpha1.IngressSpec{Host: "*.example.com", Path: "/"}), lb("203.0.113.7"), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -150,30 +153,11 @@ func TestEndpointURL(t *testing.T) {
 // The Inspector's calls take no context: a Redis that accepts connections but never answers
 // must still release the reconcile worker after about the configured timeout.
 func TestQueueMonitorTimesOutOnHangingRedis(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted := make(chan struct{})
-	go func() {
-		defer close(accepted)
-		var conns []net.Conn // held open, never answered
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				for _, c := range conns {
-					_ = c.Close()
-				}
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
-	t.Cleanup(func() { _ = ln.Close(); <-accepted })
+	addr := silentListener(t)
 	const timeout = 200 * time.Millisecond
 	q := newQueueMonitors(timeout)
 	t.Cleanup(q.closeAll)
-	m, err := q.get(types.NamespacedName{Namespace: "n", Name: "a"}, redisconn.Config{URL: "redis://" + ln.Addr().String()})
+	m, err := q.get(types.NamespacedName{Namespace: "n", Name: "a"}, redisconn.Config{URL: "redis://" + addr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,17 +171,94 @@ func TestQueueMonitorTimesOutOnHangingRedis(t *testing.T) {
 	}
 }
 
-// A Deployment whose new spec the deployment controller has not seen yet reports the old pods'
-// availability: it is not available yet.
-func TestDeploymentConditionWaitsForObservedGeneration(t *testing.T) {
-	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "w-receiver", Generation: 2}}
-	d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: "True"}}
-	d.Status.ObservedGeneration = 1
-	if c := deploymentCondition(v1alpha1.ConditionReceiverAvailable, d); c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonProgressing {
-		t.Fatalf("lagging Deployment: %+v", c)
+func availableDeployment(replicas int32) *appsv1.Deployment {
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "w-receiver", Generation: 2},
+		Spec:       appsv1.DeploymentSpec{Replicas: new(replicas)},
+		Status: appsv1.DeploymentStatus{
+			ObservedGeneration: 2, Replicas: replicas, UpdatedReplicas: replicas, ReadyReplicas: replicas, AvailableReplicas: replicas,
+			Conditions: []appsv1.DeploymentCondition{
+				{Type: appsv1.DeploymentAvailable, Status: "True"},
+				{Type: appsv1.DeploymentProgressing, Status: "True", Reason: "NewReplicaSetAvailable"},
+			},
+		},
 	}
-	d.Status.ObservedGeneration = 2
-	if c := deploymentCondition(v1alpha1.ConditionReceiverAvailable, d); c.Status != metav1.ConditionTrue {
-		t.Fatalf("observed Deployment: %+v", c)
+}
+
+// Readiness follows kstatus: the latest generation observed, every desired pod updated and
+// available, no old pod left, no exceeded progress deadline; zero replicas are not ready.
+func TestDeploymentCondition(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(d *appsv1.Deployment)
+		status metav1.ConditionStatus
+		reason string
+	}{
+		{"current and available", func(*appsv1.Deployment) {}, metav1.ConditionTrue, v1alpha1.ReasonAvailable},
+		{"new generation not observed", func(d *appsv1.Deployment) { d.Generation = 3 }, metav1.ConditionFalse, v1alpha1.ReasonProgressing},
+		{"pods not updated yet", func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 1 }, metav1.ConditionFalse, v1alpha1.ReasonProgressing},
+		{"old pods left", func(d *appsv1.Deployment) { d.Status.Replicas = 3 }, metav1.ConditionFalse, v1alpha1.ReasonProgressing},
+		{"updated but not available", func(d *appsv1.Deployment) { d.Status.AvailableReplicas = 1 }, metav1.ConditionFalse, v1alpha1.ReasonUnavailable},
+		{"Available condition false", func(d *appsv1.Deployment) { d.Status.Conditions[0].Status = "False" }, metav1.ConditionFalse, v1alpha1.ReasonUnavailable},
+		{"stuck rollout", func(d *appsv1.Deployment) {
+			d.Status.UpdatedReplicas = 0
+			d.Status.Conditions[1] = appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: "False", Reason: "ProgressDeadlineExceeded",
+				Message: `ReplicaSet "w-receiver-7d9" has timed out progressing.`}
+		}, metav1.ConditionFalse, v1alpha1.ReasonRolloutFailed},
+		{"scaled to zero", func(d *appsv1.Deployment) {
+			d.Spec.Replicas = new(int32(0))
+			d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas = 0, 0, 0, 0
+		}, metav1.ConditionFalse, v1alpha1.ReasonScaledToZero},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := availableDeployment(2)
+			tc.change(d)
+			c := deploymentCondition(v1alpha1.ConditionReceiverAvailable, d)
+			if c.Status != tc.status || c.Reason != tc.reason {
+				t.Fatalf("%s %s: %s, want %s %s", c.Status, c.Reason, c.Message, tc.status, tc.reason)
+			}
+		})
+	}
+	if c := deploymentCondition(v1alpha1.ConditionWorkerAvailable, nil); c.Reason != v1alpha1.ReasonDeploymentMissing {
+		t.Fatalf("missing Deployment: %+v", c)
+	}
+}
+
+// Ready's reason is the most urgent one among the failing conditions; any other failure is
+// NotReady, and the message lists every failing condition.
+func TestReadyConditionPrecedence(t *testing.T) {
+	ok := func(typ string) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: "OK"}
+	}
+	bad := func(typ, reason string) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: metav1.ConditionFalse, Reason: reason, Message: typ + " is bad"}
+	}
+	for _, tc := range []struct {
+		name  string
+		conds []metav1.Condition
+		want  string
+	}{
+		{"all true", []metav1.Condition{ok("A"), ok("B")}, v1alpha1.ReasonReady},
+		{"plain failure", []metav1.Condition{ok("A"), bad("QueueReachable", v1alpha1.ReasonUnreachable)}, v1alpha1.ReasonNotReady},
+		{"scaled to zero", []metav1.Condition{bad("QueueReachable", v1alpha1.ReasonUnreachable), bad("ReceiverAvailable", v1alpha1.ReasonScaledToZero)}, v1alpha1.ReasonScaledToZero},
+		{"rollout before zero", []metav1.Condition{bad("WorkerAvailable", v1alpha1.ReasonScaledToZero), bad("ReceiverAvailable", v1alpha1.ReasonRolloutFailed)}, v1alpha1.ReasonRolloutFailed},
+		{"conflict before rollout", []metav1.Condition{bad("ReceiverAvailable", v1alpha1.ReasonRolloutFailed), bad(conditionApplied, v1alpha1.ReasonNameConflict)}, v1alpha1.ReasonNameConflict},
+		{"policy first", []metav1.Condition{bad(conditionApplied, v1alpha1.ReasonPolicyViolation), bad("ReceiverAvailable", v1alpha1.ReasonRolloutFailed)}, v1alpha1.ReasonPolicyViolation},
+		{"unknown blocks", []metav1.Condition{{Type: "A", Status: metav1.ConditionUnknown, Reason: "X"}}, v1alpha1.ReasonNotReady},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := readyCondition(tc.conds)
+			if got.Reason != tc.want {
+				t.Fatalf("reason %s (%s), want %s", got.Reason, got.Message, tc.want)
+			}
+			if (got.Status == metav1.ConditionTrue) != (tc.want == v1alpha1.ReasonReady) {
+				t.Fatalf("status %s with reason %s", got.Status, got.Reason)
+			}
+			for _, c := range tc.conds {
+				if c.Status != metav1.ConditionTrue && !strings.Contains(got.Message, c.Message) {
+					t.Errorf("message %q does not mention %q", got.Message, c.Message)
+				}
+			}
+		})
 	}
 }

@@ -3,20 +3,103 @@ package controllers
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
 )
+
+// observeQueue PINGs Redis with the configured credentials, reads the queue's figures (and
+// exports them as metrics), and says whether Redis keeps what it acknowledged (read at most once
+// per queue-status interval per Redis).
+func (r *Reconciler) observeQueue(ctx context.Context, rw *v1alpha1.ResendWebhook, secrets *secretReader) (reachable, durable metav1.Condition, figures *v1alpha1.QueueStatus) {
+	key := client.ObjectKeyFromObject(rw)
+	cfg, bad := secrets.redisConfig(ctx, rw)
+	if bad != nil {
+		r.queues.release(key)
+		return *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonCredentials, bad.Message),
+			durabilityUnknown("the Redis credentials are unavailable"), nil
+	}
+	mon, err := r.queues.get(key, cfg)
+	if err != nil {
+		return *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonInvalidRedisConfig, truncate(err.Error(), 256)),
+			durabilityUnknown("the Redis settings are invalid"), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.opts.RedisTimeout)
+	defer cancel()
+	fig, err := mon.figures(ctx, rw.QueueName())
+	if err != nil {
+		class := redisErrorClass(err)
+		// The raw error names addresses: the operator's own debug log only, never the status
+		// a tenant reads (it would make the operator a port scanner).
+		ctrl.LoggerFrom(ctx).V(1).Info("redis unreachable", "class", class, "error", err.Error())
+		return *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonUnreachable, "Redis unreachable: "+class),
+			mon.durable.last("Redis is unreachable"), nil
+	}
+	setQueueMetrics(key, fig)
+	return metav1.Condition{Type: v1alpha1.ConditionQueueReachable, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReachable,
+		Message: fmt.Sprintf("queue %q reachable", rw.QueueName())}, mon.durable.get(ctx, mon.client, r.opts.QueueStatusInterval), &fig
+}
+
+// Classes of Redis errors: what QueueReachable says instead of the error's text.
+const (
+	redisErrDNS     = "DNS lookup failed"
+	redisErrRefused = "connection refused"
+	redisErrTimeout = "timeout"
+	redisErrAuth    = "authentication failed"
+	redisErrTLS     = "TLS handshake failed"
+	redisErrOther   = "connection failed"
+)
+
+// redisErrorClass sorts an error from dialing or querying Redis into one of a few classes.
+func redisErrorClass(err error) string {
+	var dnsErr *net.DNSError
+	var netErr net.Error
+	var certErr *tls.CertificateVerificationError
+	var recordErr tls.RecordHeaderError
+	var alertErr tls.AlertError
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalidCert x509.CertificateInvalidError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &dnsErr):
+		return redisErrDNS
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return redisErrRefused
+	case errors.As(err, &certErr), errors.As(err, &recordErr), errors.As(err, &alertErr),
+		errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidCert),
+		strings.HasPrefix(msg, "tls: "), strings.Contains(msg, ": tls: "):
+		return redisErrTLS
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &netErr) && netErr.Timeout():
+		return redisErrTimeout
+	}
+	for _, prefix := range []string{"NOAUTH", "WRONGPASS", "NOPERM", "ERR AUTH", "ERR invalid password", "ERR invalid username-password", "ERR Client sent AUTH"} {
+		if strings.HasPrefix(msg, prefix) || strings.Contains(msg, ": "+prefix) {
+			return redisErrAuth
+		}
+	}
+	return redisErrOther
+}
 
 // queueMonitors shares one Redis client and asynq Inspector per distinct Redis configuration
 // (address, credentials, TLS) among the webhooks using it, instead of dialing per reconcile.
@@ -32,6 +115,7 @@ type queueMonitor struct {
 	client    redis.UniversalClient
 	inspector *asynq.Inspector
 	users     map[types.NamespacedName]struct{}
+	durable   durabilityCache
 }
 
 func newQueueMonitors(timeout time.Duration) *queueMonitors {
@@ -56,10 +140,9 @@ func (q *queueMonitors) get(webhook types.NamespacedName, cfg redisconn.Config) 
 		if err != nil {
 			return nil, err
 		}
-		opt = withTimeouts(opt, q.timeout)
-		c, ok := opt.MakeRedisClient().(redis.UniversalClient)
-		if !ok {
-			return nil, errors.New("unexpected redis client type")
+		c, err := monitorClient(opt, q.timeout)
+		if err != nil {
+			return nil, err
 		}
 		m = &queueMonitor{client: c, inspector: asynq.NewInspectorFromRedisClient(c), users: map[types.NamespacedName]struct{}{}}
 		q.byConfig[fp] = m
@@ -69,18 +152,26 @@ func (q *queueMonitors) get(webhook types.NamespacedName, cfg redisconn.Config) 
 	return m, nil
 }
 
-// withTimeouts bounds dialing and every command: the Inspector's calls take no context, so
-// without socket timeouts a hanging Redis would hold a reconcile worker indefinitely.
-func withTimeouts(opt asynq.RedisConnOpt, d time.Duration) asynq.RedisConnOpt {
+// monitorClient is a Redis client for opt that reports the state of Redis now: every dial and
+// command is bounded by d (the Inspector's calls take no context, so without socket timeouts a
+// hanging Redis would hold a reconcile worker indefinitely), and nothing is retried (a retry
+// would outlast the reconcile's deadline and hide the error's class behind a timeout).
+func monitorClient(opt asynq.RedisConnOpt, d time.Duration) (redis.UniversalClient, error) {
 	switch o := opt.(type) {
 	case asynq.RedisClientOpt:
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = d, d, d
-		return o
+		return redis.NewClient(&redis.Options{
+			Network: o.Network, Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB,
+			TLSConfig: o.TLSConfig, PoolSize: o.PoolSize,
+			DialTimeout: d, ReadTimeout: d, WriteTimeout: d, MaxRetries: -1, DialerRetries: 1,
+		}), nil
 	case asynq.RedisFailoverClientOpt:
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = d, d, d
-		return o
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: o.MasterName, SentinelAddrs: o.SentinelAddrs, SentinelUsername: o.SentinelUsername, SentinelPassword: o.SentinelPassword,
+			Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig, PoolSize: o.PoolSize,
+			DialTimeout: d, ReadTimeout: d, WriteTimeout: d, MaxRetries: -1, DialerRetries: 1,
+		}), nil
 	}
-	return opt
+	return nil, fmt.Errorf("unexpected redis connection option %T", opt)
 }
 
 // release unregisters webhook and closes its client when nobody else uses it.

@@ -15,6 +15,7 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 
 // A missing Redis-password Secret fails both SecretResolved and QueueReachable; only the
@@ -28,15 +29,9 @@ func TestMissingRedisPasswordWarnsOnce(t *testing.T) {
 	mustCreate(t, rw)
 	waitCondition(t, rw, v1alpha1.ConditionSecretResolved, metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound)
 	waitCondition(t, rw, v1alpha1.ConditionQueueReachable, metav1.ConditionFalse, v1alpha1.ReasonCredentials)
-	eventually(t, wait, "SecretNotFound event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonSecretNotFound) })
+	testutil.Eventually(t, wait, "SecretNotFound event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonSecretNotFound) })
 	// Events are sent asynchronously: watch a short window for the one that must not come.
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := warningEvent(ns, "hooks", v1alpha1.ReasonCredentials); err == nil {
-			t.Fatal(errors.New("a Warning Event was emitted for CredentialsUnavailable"))
-		}
-		time.Sleep(100 * time.Millisecond) // poll interval
-	}
+	consistently(t, 2*time.Second, "no CredentialsUnavailable event", eventCount(t, ns, v1alpha1.ReasonCredentials, 0))
 }
 
 // Receivers read the Redis password file once at start: a rotated password must roll them.
@@ -50,7 +45,7 @@ func TestRedisPasswordRotationRollsReceivers(t *testing.T) {
 	rw.Spec.Queue.Redis.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "redis-auth", Key: "password"}
 	mustCreate(t, rw)
 	var d appsv1.Deployment
-	eventually(t, wait, "digest annotation", func() error {
+	testutil.Eventually(t, wait, "digest annotation", func() error {
 		if err := get(ns, "hooks-receiver", &d); err != nil {
 			return err
 		}
@@ -63,7 +58,7 @@ func TestRedisPasswordRotationRollsReceivers(t *testing.T) {
 	if err := k8s.Update(context.Background(), pass); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, wait, "pod template follows the new password", func() error {
+	testutil.Eventually(t, wait, "pod template follows the new password", func() error {
 		var now appsv1.Deployment
 		if err := get(ns, "hooks-receiver", &now); err != nil {
 			return err
@@ -96,7 +91,7 @@ func TestEnablingAutoscalingKeepsReplicas(t *testing.T) {
 		}
 		return *d.Spec.Replicas, nil
 	}
-	eventually(t, wait, "3 receivers", func() error {
+	testutil.Eventually(t, wait, "3 receivers", func() error {
 		if n, err := replicas(); err != nil || n != 3 {
 			return fmt.Errorf("replicas %d, %v", n, err)
 		}
@@ -109,13 +104,12 @@ func TestEnablingAutoscalingKeepsReplicas(t *testing.T) {
 	// without replicas.
 	waitFor(t, ns, "hooks-receiver", &autoscalingv2.HorizontalPodAutoscaler{})
 	waitCondition(t, rw, v1alpha1.ConditionSecretResolved, metav1.ConditionTrue, v1alpha1.ReasonSecretsResolved)
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
+	consistently(t, 2*time.Second, "receivers keep 3 replicas after enabling autoscaling", func() error {
 		if n, err := replicas(); err != nil || n != 3 {
-			t.Fatalf("receiver replicas %d (%v) after enabling autoscaling, want 3", n, err)
+			return fmt.Errorf("replicas %d (%v)", n, err)
 		}
-		time.Sleep(100 * time.Millisecond) // poll interval
-	}
+		return nil
+	})
 	var d appsv1.Deployment
 	if err := get(ns, "hooks-receiver", &d); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -28,15 +31,155 @@ func ValidSigningSecret(v []byte) bool {
 	return err == nil && len(b) > 0
 }
 
-// secretReader reads referenced Secrets from the cache, remembering each one per reconcile.
-type secretReader struct {
-	c         client.Reader
-	namespace string
-	seen      map[string]*corev1.Secret // nil value: not found
+// secretStore serves the values of the Secrets webhooks reference. The manager caches Secrets
+// as metadata only, so unrelated Secrets (Helm releases, TLS certificates, …) cost no memory;
+// values come from the API server. A value read is kept, with the Secret's resourceVersion,
+// while a webhook still references it, and is used again while the metadata cache shows the
+// same resourceVersion: steady-state reconciles read no Secret from the API server. Only the
+// keys webhooks reference are kept.
+type secretStore struct {
+	meta client.Reader // the manager's cache: Secrets as PartialObjectMetadata
+	api  client.Reader // uncached
+	mu   sync.Mutex
+	kept map[types.NamespacedName]*keptSecret
+	// readBy is, per webhook, the Secrets its last reconcile read: an entry of kept goes with
+	// its last reader.
+	readBy map[types.NamespacedName][]types.NamespacedName
 }
 
-func newSecretReader(c client.Reader, namespace string) *secretReader {
-	return &secretReader{c: c, namespace: namespace, seen: map[string]*corev1.Secret{}}
+type keptSecret struct {
+	uid     types.UID
+	rv      string
+	fetched map[string]bool // keys asked for when it was read (present in data or not)
+	data    map[string][]byte
+	users   map[types.NamespacedName]struct{}
+}
+
+func newSecretStore(meta, api client.Reader) *secretStore {
+	return &secretStore{meta: meta, api: api, kept: map[types.NamespacedName]*keptSecret{}, readBy: map[types.NamespacedName][]types.NamespacedName{}}
+}
+
+var secretGVK = corev1.SchemeGroupVersion.WithKind("Secret")
+
+// fetch returns the Secret (its wanted keys only; nil when it does not exist), from what is
+// kept when the cached metadata shows the same object and resourceVersion, else from the API.
+func (s *secretStore) fetch(ctx context.Context, key types.NamespacedName, want []string) (*corev1.Secret, error) {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(secretGVK)
+	if err := s.meta.Get(ctx, key, m); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	s.mu.Lock()
+	k := s.kept[key]
+	if k != nil && k.uid == m.UID && k.rv == m.ResourceVersion && allFetched(k.fetched, want) {
+		defer s.mu.Unlock()
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}, Data: k.data}, nil
+	}
+	fetched := map[string]bool{}
+	if k != nil && k.uid == m.UID { // keep asking for what other webhooks asked for
+		maps.Copy(fetched, k.fetched)
+	}
+	s.mu.Unlock()
+	for _, w := range want {
+		fetched[w] = true
+	}
+	var sec corev1.Secret
+	if err := s.api.Get(ctx, key, &sec); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	data := map[string][]byte{}
+	for w := range fetched {
+		if v, ok := sec.Data[w]; ok {
+			data[w] = v
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	users := map[types.NamespacedName]struct{}{}
+	if k := s.kept[key]; k != nil {
+		users = k.users
+	}
+	s.kept[key] = &keptSecret{uid: sec.UID, rv: sec.ResourceVersion, fetched: fetched, data: data, users: users}
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}, Data: data}, nil
+}
+
+func allFetched(fetched map[string]bool, want []string) bool {
+	for _, w := range want {
+		if !fetched[w] {
+			return false
+		}
+	}
+	return true
+}
+
+// setReadBy records that webhook's reconcile read exactly these Secrets; kept Secrets no webhook
+// reads any more are dropped.
+func (s *secretStore) setReadBy(webhook types.NamespacedName, read []types.NamespacedName) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, old := range s.readBy[webhook] {
+		if !slices.Contains(read, old) {
+			s.dropUserLocked(old, webhook)
+		}
+	}
+	for _, key := range read {
+		if k := s.kept[key]; k != nil {
+			k.users[webhook] = struct{}{}
+		}
+	}
+	if len(read) == 0 {
+		delete(s.readBy, webhook)
+	} else {
+		s.readBy[webhook] = read
+	}
+}
+
+func (s *secretStore) dropUserLocked(key, webhook types.NamespacedName) {
+	if k := s.kept[key]; k != nil {
+		delete(k.users, webhook)
+		if len(k.users) == 0 {
+			delete(s.kept, key)
+		}
+	}
+}
+
+// forget drops what only webhook kept.
+func (s *secretStore) forget(webhook types.NamespacedName) { s.setReadBy(webhook, nil) }
+
+// size is the number of Secrets kept (for tests).
+func (s *secretStore) size() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.kept)
+}
+
+// secretReader reads one webhook's referenced Secrets for one reconcile, each at most once.
+type secretReader struct {
+	store   *secretStore
+	webhook types.NamespacedName
+	want    map[string][]string       // Secret name → keys the webhook references
+	seen    map[string]*corev1.Secret // nil value: not found
+}
+
+func (s *secretStore) reader(rw *v1alpha1.ResendWebhook) *secretReader {
+	return &secretReader{store: s, webhook: client.ObjectKeyFromObject(rw), want: referencedKeys(rw), seen: map[string]*corev1.Secret{}}
+}
+
+// done hands what this reconcile read back to the store.
+func (s *secretReader) done() {
+	var read []types.NamespacedName
+	for name, sec := range s.seen {
+		if sec != nil {
+			read = append(read, types.NamespacedName{Namespace: s.webhook.Namespace, Name: name})
+		}
+	}
+	s.store.setReadBy(s.webhook, read)
 }
 
 // redisDigest is render.RedisSecretsDigest of the referenced Redis password and CA values, or
@@ -64,17 +207,12 @@ func (s *secretReader) get(ctx context.Context, name string) (*corev1.Secret, er
 	if sec, ok := s.seen[name]; ok {
 		return sec, nil
 	}
-	var sec corev1.Secret
-	err := s.c.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: name}, &sec)
-	switch {
-	case apierrors.IsNotFound(err):
-		s.seen[name] = nil
-		return nil, nil
-	case err != nil:
+	sec, err := s.store.fetch(ctx, types.NamespacedName{Namespace: s.webhook.Namespace, Name: name}, s.want[name])
+	if err != nil {
 		return nil, err
 	}
-	s.seen[name] = &sec
-	return &sec, nil
+	s.seen[name] = sec
+	return sec, nil
 }
 
 // value returns one key of a Secret, or a condition explaining why it cannot.
@@ -168,6 +306,15 @@ func otherSecretRefs(rw *v1alpha1.ResendWebhook) []namedRef {
 		refs = append(refs, namedRef{"sink signing", *w.Sink.SigningSecretRef})
 	}
 	return refs
+}
+
+// referencedKeys maps the name of every Secret the webhook reads or mounts to the keys it uses.
+func referencedKeys(rw *v1alpha1.ResendWebhook) map[string][]string {
+	keys := map[string][]string{rw.Spec.SigningSecret.Name: rw.SigningSecretKeys()}
+	for _, ref := range otherSecretRefs(rw) {
+		keys[ref.Name] = append(keys[ref.Name], ref.Key)
+	}
+	return keys
 }
 
 // redisConfig builds the connection settings from the spec and the referenced Secrets.

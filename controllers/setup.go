@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -24,7 +26,8 @@ import (
 // Least privilege: read the webhooks and update only their status (Status().Update); manage
 // the child kinds with server-side apply (create + patch; never update) and delete the optional
 // ones the spec drops (the Service is always present, so it is never deleted); read Secrets (to
-// validate signing secrets and reach Redis); emit events.
+// validate signing secrets and reach Redis; the watch is metadata only, values are read with
+// get); emit events.
 // +kubebuilder:rbac:groups=webhooks.resend-operator.dev,resources=resendwebhooks,verbs=get;list;watch
 // +kubebuilder:rbac:groups=webhooks.resend-operator.dev,resources=resendwebhooks/status,verbs=update
 // blockOwnerDeletion on the children needs this where OwnerReferencesPermissionEnforcement is on:
@@ -50,25 +53,50 @@ const secretIndex = ".spec.secretNames"
 type Options struct {
 	// Image is the default receiver/worker image.
 	Image string
-	// StatusRefresh is how often queue figures and Redis reachability are re-read (default 30s).
+	// StatusRefresh is how often each webhook is looked at again without an event: Redis
+	// PING, queue figures (and their metrics), foreign objects in the way (default 30s).
 	StatusRefresh time.Duration
+	// QueueStatusInterval is the least time between two status writes of a webhook that carry
+	// only new queue figures (default 60s). It is also how often Redis' durability settings
+	// are read.
+	QueueStatusInterval time.Duration
+	// QueueStatusWriteBudget is how many figure-only status writes per second all webhooks
+	// together may make, a token bucket with a burst of the same size (default 10).
+	QueueStatusWriteBudget float64
 	// RedisTimeout bounds one PING or queue inspection (default 2s).
 	RedisTimeout time.Duration
 	// MaxConcurrentReconciles (default 4).
 	MaxConcurrentReconciles int
+	// Policy restricts the Ingress hosts and annotations tenants may ask for.
+	Policy TenantPolicy
 	// SkipNameValidation allows several managers in one process (tests restarting the manager).
 	SkipNameValidation bool
 }
 
+// Defaults of Options.
+const (
+	DefaultStatusRefresh           = 30 * time.Second
+	DefaultQueueStatusInterval     = 60 * time.Second
+	DefaultQueueStatusWriteBudget  = 10
+	DefaultRedisTimeout            = 2 * time.Second
+	DefaultMaxConcurrentReconciles = 4
+)
+
 func (o *Options) defaults() {
 	if o.StatusRefresh <= 0 {
-		o.StatusRefresh = 30 * time.Second
+		o.StatusRefresh = DefaultStatusRefresh
+	}
+	if o.QueueStatusInterval <= 0 {
+		o.QueueStatusInterval = DefaultQueueStatusInterval
+	}
+	if o.QueueStatusWriteBudget <= 0 {
+		o.QueueStatusWriteBudget = DefaultQueueStatusWriteBudget
 	}
 	if o.RedisTimeout <= 0 {
-		o.RedisTimeout = 2 * time.Second
+		o.RedisTimeout = DefaultRedisTimeout
 	}
 	if o.MaxConcurrentReconciles <= 0 {
-		o.MaxConcurrentReconciles = 4
+		o.MaxConcurrentReconciles = DefaultMaxConcurrentReconciles
 	}
 }
 
@@ -77,11 +105,14 @@ func (o *Options) defaults() {
 func SetupWithManager(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
 	opts.defaults()
 	r := &Reconciler{
-		client:   mgr.GetClient(),
-		recorder: mgr.GetEventRecorder(ControllerName),
-		opts:     opts,
-		queues:   newQueueMonitors(opts.RedisTimeout),
-		applied:  newAppliedMemo(),
+		client:    mgr.GetClient(),
+		apiReader: mgr.GetAPIReader(),
+		recorder:  mgr.GetEventRecorder(ControllerName),
+		opts:      opts,
+		queues:    newQueueMonitors(opts.RedisTimeout),
+		applied:   newAppliedMemo(),
+		secrets:   newSecretStore(mgr.GetClient(), mgr.GetAPIReader()),
+		figures:   newFigureWrites(opts.QueueStatusInterval, opts.QueueStatusWriteBudget),
 	}
 	ctx := context.Background()
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ResendWebhook{}, secretIndex, func(o client.Object) []string {
@@ -104,7 +135,9 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
 		Owns(&networkingv1.Ingress{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.webhooksForSecret)).
+		// Metadata only: every Secret of the cluster passes through this watch, and their
+		// values are read directly, only for the few a webhook references.
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.webhooksForSecret)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles, SkipNameValidation: new(opts.SkipNameValidation)}).
 		Complete(r)
 	if err != nil {
@@ -115,18 +148,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
 
 // referencedSecrets are the names of every Secret the webhook reads or mounts.
 func referencedSecrets(rw *v1alpha1.ResendWebhook) []string {
-	names := []string{rw.Spec.SigningSecret.Name}
-	red := rw.Spec.Queue.Redis
-	if red.PasswordSecretRef != nil {
-		names = append(names, red.PasswordSecretRef.Name)
-	}
-	if red.TLS != nil && red.TLS.CASecretRef != nil {
-		names = append(names, red.TLS.CASecretRef.Name)
-	}
-	if w := rw.Spec.Worker; w != nil && w.Sink != nil && w.Sink.SigningSecretRef != nil {
-		names = append(names, w.Sink.SigningSecretRef.Name)
-	}
-	return names
+	return slices.Sorted(maps.Keys(referencedKeys(rw)))
 }
 
 // webhooksForSecret maps a Secret event to the webhooks in its namespace that reference it.

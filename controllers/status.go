@@ -4,8 +4,8 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -26,60 +26,51 @@ import (
 
 // observation is what one reconcile saw of the world.
 type observation struct {
+	applied  applyOutcome
 	secrets  metav1.Condition
-	receiver *appsv1.Deployment // nil: not in the cluster
+	receiver *appsv1.Deployment // nil: no such Deployment controlled by the webhook
 	worker   *appsv1.Deployment
 	ingress  *networkingv1.Ingress
 	queue    metav1.Condition
+	durable  metav1.Condition
 	figures  *v1alpha1.QueueStatus // nil: unknown this time (keep the last figures)
-	applyErr error
 }
 
 // observe reads Secrets, children and Redis.
-func (r *Reconciler) observe(ctx context.Context, rw *v1alpha1.ResendWebhook, secrets *secretReader) observation {
+func (r *Reconciler) observe(ctx context.Context, rw *v1alpha1.ResendWebhook, secrets *secretReader) (observation, error) {
 	obs := observation{secrets: secrets.checkSecrets(ctx, rw)}
-	obs.receiver = getIfExists[appsv1.Deployment](ctx, r.client, rw.Namespace, render.ReceiverName(rw))
+	var errs [3]error
+	obs.receiver, errs[0] = getControlled[appsv1.Deployment](ctx, r.client, rw, render.ReceiverName(rw))
 	if rw.Spec.Worker != nil {
-		obs.worker = getIfExists[appsv1.Deployment](ctx, r.client, rw.Namespace, render.WorkerName(rw))
+		obs.worker, errs[1] = getControlled[appsv1.Deployment](ctx, r.client, rw, render.WorkerName(rw))
 	}
 	if rw.Spec.Ingress != nil {
-		obs.ingress = getIfExists[networkingv1.Ingress](ctx, r.client, rw.Namespace, render.IngressName(rw))
+		obs.ingress, errs[2] = getControlled[networkingv1.Ingress](ctx, r.client, rw, render.IngressName(rw))
 	}
-	obs.queue, obs.figures = r.observeQueue(ctx, rw, secrets)
-	return obs
+	if err := errors.Join(errs[:]...); err != nil {
+		return obs, err
+	}
+	obs.queue, obs.durable, obs.figures = r.observeQueue(ctx, rw, secrets)
+	return obs, nil
 }
 
-func getIfExists[T any, P interface {
+// getControlled returns the named object when it exists and rw controls it; nil otherwise.
+// Only NotFound counts as absent: any other error is returned.
+func getControlled[T any, P interface {
 	*T
 	client.Object
-}](ctx context.Context, c client.Reader, namespace, name string) P {
+}](ctx context.Context, c client.Reader, rw *v1alpha1.ResendWebhook, name string) (P, error) {
 	obj := P(new(T))
-	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, obj); err != nil {
-		return nil
+	if err := c.Get(ctx, types.NamespacedName{Namespace: rw.Namespace, Name: name}, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
 	}
-	return obj
-}
-
-// observeQueue PINGs Redis with the configured credentials and reads the queue's figures.
-func (r *Reconciler) observeQueue(ctx context.Context, rw *v1alpha1.ResendWebhook, secrets *secretReader) (metav1.Condition, *v1alpha1.QueueStatus) {
-	key := client.ObjectKeyFromObject(rw)
-	cfg, bad := secrets.redisConfig(ctx, rw)
-	if bad != nil {
-		r.queues.release(key)
-		return *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonCredentials, bad.Message), nil
+	if !metav1.IsControlledBy(obj, rw) {
+		return nil, nil
 	}
-	mon, err := r.queues.get(key, cfg)
-	if err != nil {
-		return *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonInvalidRedisConfig, err.Error()), nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, r.opts.RedisTimeout)
-	defer cancel()
-	figures, err := mon.figures(ctx, rw.QueueName())
-	if err != nil {
-		return *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonUnreachable, "redis: "+err.Error()), nil
-	}
-	return metav1.Condition{Type: v1alpha1.ConditionQueueReachable, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReachable,
-		Message: fmt.Sprintf("queue %q reachable", rw.QueueName())}, &figures
+	return obj, nil
 }
 
 // desiredStatus is the status the observation implies. It keeps lastTransitionTime of
@@ -100,8 +91,12 @@ func desiredStatus(rw *v1alpha1.ResendWebhook, obs observation) v1alpha1.ResendW
 		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionIngressReady)
 	}
 	applicable = append(applicable, obs.queue)
-	applicable = append(applicable, readyCondition(applicable, obs.applyErr))
-	for _, c := range applicable {
+	ready := readyCondition(append(applicable, obs.applied.condition()))
+	stored := append(applicable, ready)
+	if obs.durable.Type != "" { // QueueDurable is advice: stored, never part of Ready
+		stored = append(stored, obs.durable)
+	}
+	for _, c := range stored {
 		c.ObservedGeneration = rw.Generation
 		meta.SetStatusCondition(&st.Conditions, c)
 	}
@@ -123,27 +118,9 @@ func readyReplicas(d *appsv1.Deployment) int32 {
 	return d.Status.ReadyReplicas
 }
 
-// deploymentCondition follows the Deployment's own Available condition, once the deployment
-// controller has seen the current spec (until then the status describes the old pods).
-func deploymentCondition(typ string, d *appsv1.Deployment) metav1.Condition {
-	if d == nil {
-		return *falseCond(typ, v1alpha1.ReasonDeploymentMissing, "the Deployment does not exist yet")
-	}
-	if d.Status.ObservedGeneration < d.Generation {
-		return *falseCond(typ, v1alpha1.ReasonProgressing, fmt.Sprintf("Deployment %s: generation %d not yet observed by the deployment controller", d.Name, d.Generation))
-	}
-	for _, c := range d.Status.Conditions {
-		if c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionTrue {
-			return metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonAvailable,
-				Message: fmt.Sprintf("Deployment %s is available", d.Name)}
-		}
-	}
-	return *falseCond(typ, v1alpha1.ReasonUnavailable, fmt.Sprintf("Deployment %s has not reached minimum availability", d.Name))
-}
-
 func ingressCondition(ing *networkingv1.Ingress) metav1.Condition {
 	if ing == nil {
-		return *falseCond(v1alpha1.ConditionIngressReady, v1alpha1.ReasonIngressMissing, "the Ingress does not exist yet")
+		return *falseCond(v1alpha1.ConditionIngressReady, v1alpha1.ReasonIngressMissing, "no Ingress controlled by this ResendWebhook exists yet")
 	}
 	if lbAddress(ing) == "" {
 		return *falseCond(v1alpha1.ConditionIngressReady, v1alpha1.ReasonNoAddress, "the ingress controller has not assigned an address yet")
@@ -152,11 +129,12 @@ func ingressCondition(ing *networkingv1.Ingress) metav1.Condition {
 		Message: "load balancer address " + lbAddress(ing)}
 }
 
-// lbAddress is the Ingress's first load-balancer address, with its port when the ingress
-// controller reports one other than 80 and 443 (as local or NodePort-style controllers do).
+// lbAddress is the Ingress's first load-balancer address as a URL host: IPv6 addresses in
+// brackets, with the port when the ingress controller reports one other than 80 and 443 (as
+// local or NodePort-style controllers do).
 func lbAddress(ing *networkingv1.Ingress) string {
 	for _, lb := range ing.Status.LoadBalancer.Ingress {
-		addr := cmp.Or(lb.Hostname, lb.IP)
+		addr := truncate(cmp.Or(lb.Hostname, lb.IP), 253)
 		if addr == "" {
 			continue
 		}
@@ -165,16 +143,20 @@ func lbAddress(ing *networkingv1.Ingress) string {
 				return net.JoinHostPort(addr, strconv.Itoa(int(p.Port)))
 			}
 		}
+		if strings.Contains(addr, ":") {
+			return "[" + addr + "]"
+		}
 		return addr
 	}
 	return ""
 }
 
 // endpointURL is where Resend must post: the Ingress host (or its load-balancer address when
-// no host is set) and path; https when the Ingress terminates TLS.
+// no host is set) and path; https when the Ingress terminates TLS. A wildcard host names no
+// single URL (the CRD rejects it; objects stored before that rule get no URL).
 func endpointURL(rw *v1alpha1.ResendWebhook, ing *networkingv1.Ingress) string {
 	in := rw.Spec.Ingress
-	if in == nil {
+	if in == nil || strings.HasPrefix(in.Host, "*") {
 		return ""
 	}
 	host := in.Host
@@ -195,29 +177,21 @@ func endpointURL(rw *v1alpha1.ResendWebhook, ing *networkingv1.Ingress) string {
 	return scheme + "://" + host + path
 }
 
-// readyCondition is True when every applicable condition is and the last apply succeeded.
-func readyCondition(conds []metav1.Condition, applyErr error) metav1.Condition {
-	if applyErr != nil {
-		return *falseCond(v1alpha1.ConditionReady, v1alpha1.ReasonApplyFailed, applyErr.Error())
-	}
-	var notTrue []string
-	for _, c := range conds {
-		if c.Status != metav1.ConditionTrue {
-			notTrue = append(notTrue, c.Type+": "+c.Message)
-		}
-	}
-	if len(notTrue) > 0 {
-		return *falseCond(v1alpha1.ConditionReady, v1alpha1.ReasonNotReady, strings.Join(notTrue, "; "))
-	}
-	return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReady, Message: "all components are ready"}
-}
-
-// writeStatus patches the status only when it differs, then emits a Warning Event for each
-// transition into a failure.
+// writeStatus updates the status when it differs. A change of anything but the queue figures
+// is written at once; new figures alone wait for their turn (figureWrites). Then a Warning
+// Event is emitted for each transition into a failure.
 func (r *Reconciler) writeStatus(ctx context.Context, rw *v1alpha1.ResendWebhook, obs observation) error {
+	key := client.ObjectKeyFromObject(rw)
 	st := desiredStatus(rw, obs)
-	if equality.Semantic.DeepEqual(rw.Status, st) {
+	setConditionMetrics(key, rw.Status.Conditions, st.Conditions)
+	withoutFigures := *st.DeepCopy()
+	withoutFigures.Queue = rw.Status.Queue
+	withoutFigures.Queue.Name = st.Queue.Name
+	switch {
+	case equality.Semantic.DeepEqual(rw.Status, st):
 		return nil
+	case equality.Semantic.DeepEqual(rw.Status, withoutFigures) && !r.figures.allow(key):
+		return nil // only the figures changed, and it is not their turn
 	}
 	// An update of the whole status (not a merge patch: cleared optional fields must go).
 	// A conflict means a newer object is on its way through the watch; that reconcile retries.
@@ -229,6 +203,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, rw *v1alpha1.ResendWebhook
 		}
 		return client.IgnoreNotFound(err)
 	}
+	r.figures.wrote(key)
 	r.emitFailures(ctx, updated, rw.Status.Conditions, st.Conditions)
 	return nil
 }
@@ -239,6 +214,10 @@ var errRetry = errors.New("status conflict: retry")
 // failureConditions are the conditions whose turning False is worth a Warning Event.
 var failureConditions = []string{v1alpha1.ConditionSecretResolved, v1alpha1.ConditionQueueReachable}
 
+// readyFailureEvents are the reasons of Ready whose arrival is worth a Warning Event: each needs
+// someone to act, and no other condition's Event already says it.
+var readyFailureEvents = []string{v1alpha1.ReasonApplyFailed, v1alpha1.ReasonNameConflict, v1alpha1.ReasonPolicyViolation, v1alpha1.ReasonRolloutFailed}
+
 func (r *Reconciler) emitFailures(ctx context.Context, rw *v1alpha1.ResendWebhook, before, after []metav1.Condition) {
 	for _, typ := range failureConditions {
 		// QueueReachable=False for missing credentials repeats SecretResolved's failure,
@@ -247,8 +226,8 @@ func (r *Reconciler) emitFailures(ctx context.Context, rw *v1alpha1.ResendWebhoo
 			r.recorder.Eventf(rw, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", "%s", c.Message)
 		}
 	}
-	if c := newFailure(before, after, v1alpha1.ConditionReady); c != nil && c.Reason == v1alpha1.ReasonApplyFailed {
-		r.recorder.Eventf(rw, nil, corev1.EventTypeWarning, v1alpha1.ReasonApplyFailed, "Apply", "%s", c.Message)
+	if c := newFailure(before, after, v1alpha1.ConditionReady); c != nil && slices.Contains(readyFailureEvents, c.Reason) {
+		r.recorder.Eventf(rw, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", "%s", c.Message)
 	}
 	ctrl.LoggerFrom(ctx).V(1).Info("status updated")
 }

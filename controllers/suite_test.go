@@ -92,24 +92,27 @@ func (r *runningManager) stop() {
 	<-r.done
 }
 
-// startManager runs the real manager (manager.Run) and waits until its caches are synced.
-func startManager(tb testing.TB, refresh time.Duration) *runningManager {
+// startManager runs the real manager (manager.Run) with the test defaults changed by adjust
+// (may be nil) and waits until its caches are synced.
+func startManager(tb testing.TB, adjust func(*manager.Options)) *runningManager {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan struct{})
 	rm := &runningManager{cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		rm.done <- manager.Run(ctx, cfg, manager.Options{
-			MetricsBindAddress:     "0",
-			HealthProbeBindAddress: "0",
-			Controller: controllers.Options{
-				Image: testImage, StatusRefresh: refresh, RedisTimeout: time.Second,
-				SkipNameValidation: true, MaxConcurrentReconciles: 4,
-			},
-			OnStarted: func(ctrl.Manager) { close(started) },
-			Logger:    testLogger(),
-		})
-	}()
+	opts := manager.Options{
+		MetricsBindAddress:     "0",
+		HealthProbeBindAddress: "0",
+		Controller: controllers.Options{
+			Image: testImage, StatusRefresh: time.Second, QueueStatusInterval: time.Second, RedisTimeout: time.Second,
+			SkipNameValidation: true, MaxConcurrentReconciles: 4,
+		},
+		OnStarted: func(ctrl.Manager) { close(started) },
+		Logger:    testLogger(),
+	}
+	if adjust != nil {
+		adjust(&opts)
+	}
+	go func() { rm.done <- manager.Run(ctx, cfg, opts) }()
 	select {
 	case <-started:
 	case err := <-rm.done:
@@ -127,13 +130,14 @@ var (
 	sharedMgr *runningManager
 )
 
-// useSharedManager makes sure the package's manager (status refresh 1 s) runs.
+// useSharedManager makes sure the package's manager (status refresh and queue-status interval
+// 1 s, no tenant policy) runs.
 func useSharedManager(t *testing.T) {
 	t.Helper()
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	if sharedMgr == nil {
-		sharedMgr = startManager(t, time.Second)
+		sharedMgr = startManager(t, nil)
 	}
 }
 
@@ -146,7 +150,17 @@ func restartSharedManager(t *testing.T) {
 	if sharedMgr != nil {
 		sharedMgr.stop()
 	}
-	sharedMgr = startManager(t, time.Second)
+	sharedMgr = startManager(t, nil)
+}
+
+// useDedicatedManager replaces the shared manager, for the rest of the test, by one with other
+// options (tests run one at a time, and two managers would fight over every webhook). The next
+// test that needs the shared manager starts it again.
+func useDedicatedManager(t *testing.T, adjust func(*manager.Options)) {
+	t.Helper()
+	stopSharedManager()
+	m := startManager(t, adjust)
+	t.Cleanup(m.stop)
 }
 
 func stopSharedManager() {
@@ -187,19 +201,26 @@ func labelIs(m *dto.Metric, name, value string) bool {
 	return false
 }
 
-// eventually polls f until it returns nil or the timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
+// consistently checks, for the whole window, that check keeps returning nil (something must
+// not happen: an extra Event, a write); it fails the test at the first error.
+func consistently(t testing.TB, window time.Duration, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = f(); err == nil {
-			return
+	deadline := time.Now().Add(window)
+	for time.Now().Before(deadline) {
+		if err := check(); err != nil {
+			t.Fatalf("%s: %v", what, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after %s: %v", what, timeout, err)
+		time.Sleep(100 * time.Millisecond) // poll interval, not synchronisation
+	}
+}
+
+// eventCount is a check for consistently: exactly want events with reason in ns.
+func eventCount(t *testing.T, ns, reason string, want int) func() error {
+	return func() error {
+		if n := countEvents(t, ns, reason); n != want {
+			return fmt.Errorf("%d %s events (counting series), want %d", n, reason, want)
 		}
-		time.Sleep(50 * time.Millisecond) // poll interval, not synchronisation
+		return nil
 	}
 }
 
@@ -240,3 +261,29 @@ func testLogger() *slog.Logger {
 }
 
 func crmetricsGather() ([]*dto.MetricFamily, error) { return crmetrics.Registry.Gather() }
+
+// gaugeValue reads a gauge of the manager's registry with exactly these labels.
+func gaugeValue(name string, labels map[string]string) (float64, bool) {
+	families, err := crmetricsGather()
+	if err != nil {
+		return 0, false
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			match := true
+			for k, v := range labels {
+				match = match && labelIs(m, k, v)
+			}
+			if match {
+				return m.GetGauge().GetValue(), true
+			}
+		}
+	}
+	return 0, false
+}

@@ -4,6 +4,7 @@ package manager
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
@@ -56,6 +58,14 @@ const LeaderElectionID = "resend-webhook-operator.webhooks.resend-operator.dev"
 type Options struct {
 	// MetricsBindAddress serves /metrics ("0" disables).
 	MetricsBindAddress string
+	// MetricsInsecure serves /metrics over plain HTTP without authentication (local use). By
+	// default it is HTTPS (a self-signed certificate unless MetricsCertDir has tls.crt and
+	// tls.key) and every request needs a bearer token the API server authenticates
+	// (TokenReview) and authorizes for GET /metrics (SubjectAccessReview).
+	MetricsInsecure bool
+	// MetricsCertDir holds tls.crt and tls.key of the metrics endpoint (e.g. from cert-manager);
+	// empty: a self-signed certificate generated at start.
+	MetricsCertDir string
 	// HealthProbeBindAddress serves /healthz and /readyz ("0" disables).
 	HealthProbeBindAddress string
 	// LeaderElect makes only one replica reconcile at a time.
@@ -79,15 +89,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		kubeconfig string
 		namespaces cli.StringList
 	)
-	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the metrics endpoint (\"0\" disables it)")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8443", "address of the metrics endpoint (\"0\" disables it)")
+	metricsSecure := fs.Bool("metrics-secure", true, "serve metrics over HTTPS to callers the API server authenticates and authorizes for GET /metrics (false: plain HTTP, no authentication)")
+	fs.StringVar(&o.MetricsCertDir, "metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics endpoint (default: a self-signed certificate)")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz (\"0\" disables it)")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "elect a leader so only one replica reconciles")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster config)")
 	fs.Var(&namespaces, "watch-namespaces", "comma-separated namespaces to watch (default: all)")
 	fs.StringVar(&o.Controller.Image, "image", "", "default image of receiver and worker pods (the operator's own image)")
-	fs.DurationVar(&o.Controller.StatusRefresh, "status-refresh", 30*time.Second, "how often queue figures and Redis reachability are refreshed")
-	fs.IntVar(&o.Controller.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "ResendWebhooks reconciled in parallel")
+	fs.DurationVar(&o.Controller.StatusRefresh, "status-refresh", controllers.DefaultStatusRefresh, "how often each webhook is checked without an event: Redis reachability, queue figures and metrics, objects in the way")
+	fs.DurationVar(&o.Controller.QueueStatusInterval, "queue-status-interval", controllers.DefaultQueueStatusInterval, "least time between two status writes of a webhook that only update queue figures; also how often Redis durability settings are read")
+	fs.Float64Var(&o.Controller.QueueStatusWriteBudget, "queue-status-write-budget", controllers.DefaultQueueStatusWriteBudget, "figure-only status writes per second allowed across all webhooks (token bucket)")
+	var hosts, prefixes cli.StringList
+	fs.Var(&hosts, controllers.FlagAllowedIngressHosts, "comma-separated Ingress host patterns webhooks may use: exact hosts or *.domain (any host below it); default: any host")
+	fs.Var(&prefixes, controllers.FlagAllowedIngressAnnotationPrefixes, "comma-separated prefixes every spec.ingress.annotations key must start with; default: any key")
+	fs.IntVar(&o.Controller.MaxConcurrentReconciles, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "ResendWebhooks reconciled in parallel")
 	qps := fs.Float64("kube-api-qps", DefaultQPS, "client-side limit of API requests per second")
 	burst := fs.Int("kube-api-burst", DefaultBurst, "client-side burst of API requests")
 	if err := cli.Parse(fs, args, getenv); err != nil {
@@ -97,6 +114,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("--image (or RWH_IMAGE) is required: the default receiver/worker image")
 	}
 	o.WatchNamespaces = namespaces
+	o.MetricsInsecure = !*metricsSecure
+	o.Controller.Policy = controllers.TenantPolicy{AllowedIngressHosts: hosts, AllowedIngressAnnotationPrefixes: prefixes}
+	if err := o.Controller.Policy.Validate(); err != nil {
+		return err
+	}
 	o.Logger = cli.Logger(stdout, "manager", slog.LevelInfo)
 	cfg, err := restConfig(kubeconfig, getenv)
 	if err != nil {
@@ -143,7 +165,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        Scheme(),
 		Logger:                        logger,
-		Metrics:                       metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		Metrics:                       metricsOptions(o),
 		HealthProbeBindAddress:        o.HealthProbeBindAddress,
 		LeaderElection:                o.LeaderElect,
 		LeaderElectionID:              LeaderElectionID,
@@ -168,15 +190,38 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			return err
 		}
 	}
-	log.Info("starting manager", "watchNamespaces", o.WatchNamespaces, "image", o.Controller.Image, "leaderElect", o.LeaderElect)
+	log.Info("starting manager", "watchNamespaces", o.WatchNamespaces, "image", o.Controller.Image, "leaderElect", o.LeaderElect,
+		"metrics", o.MetricsBindAddress, "metricsSecure", !o.MetricsInsecure, "policy", o.Controller.Policy)
 	return mgr.Start(ctx)
 }
 
+// metricsOptions serve /metrics like kubebuilder's scaffold: HTTPS, and only to callers the API
+// server authenticates and authorizes (the metrics-reader ClusterRole in config/rbac).
+func metricsOptions(o Options) metricsserver.Options {
+	if o.MetricsInsecure {
+		return metricsserver.Options{BindAddress: o.MetricsBindAddress}
+	}
+	return metricsserver.Options{
+		BindAddress:    o.MetricsBindAddress,
+		SecureServing:  true,
+		FilterProvider: filters.WithAuthenticationAndAuthorization,
+		CertDir:        o.MetricsCertDir,
+		// HTTP/2 off: it exposes the endpoint to HTTP/2 stream attacks (CVE-2023-44487,
+		// CVE-2023-39325) and Prometheus does not need it.
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
+	}
+}
+
 // cacheOptions limits the cache to the watched namespaces and the owned kinds to objects the
-// operator labelled, so memory does not grow with unrelated Deployments and Services.
+// operator labelled, so memory does not grow with unrelated Deployments and Services (Secrets
+// are watched as metadata only, see controllers.SetupWithManager). Managed fields, a large
+// part of every object, are dropped from the cache.
 func cacheOptions(namespaces []string) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ManagerName})
-	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{}}
+	opts := cache.Options{
+		ByObject:         map[client.Object]cache.ByObject{},
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
 	for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}, &networkingv1.Ingress{}, &policyv1.PodDisruptionBudget{}, &autoscalingv2.HorizontalPodAutoscaler{}} {
 		opts.ByObject[obj] = cache.ByObject{Label: managed}
 	}
