@@ -218,14 +218,20 @@ func versions(b *testing.B, ns string) map[string]string {
 var labelRE = regexp.MustCompile(`(\w+)="([^"]*)"`)
 
 // apiserverWrites reads the apiserver's request counters: mutating verbs by resource.
-func apiserverWrites(b *testing.B) map[string]int {
+func apiserverWrites(tb testing.TB) map[string]int {
+	return apiserverRequests(tb, "POST", "PUT", "PATCH", "APPLY", "DELETE")
+}
+
+// apiserverRequests reads the apiserver's request counters of these verbs, keyed "VERB
+// resource[/subresource]".
+func apiserverRequests(tb testing.TB, verbs ...string) map[string]int {
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	resp, err := hc.Get(strings.TrimRight(cfg.Host, "/") + "/metrics")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	out := map[string]int{}
@@ -240,9 +246,7 @@ func apiserverWrites(b *testing.B) map[string]int {
 		for _, m := range labelRE.FindAllStringSubmatch(line, -1) {
 			labels[m[1]] = m[2]
 		}
-		switch labels["verb"] {
-		case "POST", "PUT", "PATCH", "APPLY", "DELETE":
-		default:
+		if !slices.Contains(verbs, labels["verb"]) {
 			continue
 		}
 		v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)

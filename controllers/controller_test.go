@@ -468,24 +468,35 @@ func TestSteadyStateMakesNoWrites(t *testing.T) {
 		}
 		return nil
 	})
+	// The new manager reads each referenced Secret's value once; then only its metadata
+	// cache is consulted, so refreshes read no Secret from the API server.
+	secretGets := func() int { return apiserverRequests(t, "GET")["GET secrets"] }
+	var gets int
+	testutil.Eventually(t, wait, "Secret reads settled", func() error {
+		a := secretGets()
+		time.Sleep(1500 * time.Millisecond) // observe a window of refreshes
+		if gets = secretGets(); gets != a {
+			return fmt.Errorf("still reading Secrets: %d → %d GETs", a, gets)
+		}
+		return nil
+	})
 	// And an unrelated Secret touch in the same namespace triggers nothing either.
 	mustCreate(t, signingSecret(ns, "unrelated", map[string]string{"x": "y"}))
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
+	consistently(t, 3*time.Second, "no writes and no Secret reads in steady state", func() error {
 		after, err := versions()
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		for k, rv := range before {
 			if after[k] != rv {
-				t.Errorf("%s was written in steady state: resourceVersion %s → %s", k, rv, after[k])
+				return fmt.Errorf("%s was written in steady state: resourceVersion %s → %s", k, rv, after[k])
 			}
 		}
-		if t.Failed() {
-			return
+		if n := secretGets(); n != gets {
+			return fmt.Errorf("%d Secret GETs in steady state", n-gets)
 		}
-		time.Sleep(100 * time.Millisecond) // poll interval
-	}
+		return nil
+	})
 }
 
 // --- helpers ---
