@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
@@ -112,24 +113,31 @@ func benchSize(b *testing.B, n int) benchRow {
 // startBenchManager runs the manager with its production defaults (client rate limits, status
 // refresh 30 s), so the figures are what a deployment would see.
 func startBenchManager(b *testing.B) *runningManager {
+	rm, _ := startBenchManagerWith(b)
+	return rm
+}
+
+// startBenchManagerWith is startBenchManager that also returns the manager (for its cache).
+func startBenchManagerWith(b *testing.B) (*runningManager, ctrl.Manager) {
 	mcfg := rest.CopyConfig(cfg)
 	mcfg.QPS, mcfg.Burst = manager.DefaultQPS, manager.DefaultBurst
 	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan struct{})
+	started := make(chan ctrl.Manager, 1)
 	rm := &runningManager{cancel: cancel, done: make(chan error, 1)}
 	go func() {
 		rm.done <- manager.Run(ctx, mcfg, manager.Options{
 			MetricsBindAddress: "0", HealthProbeBindAddress: "0", Logger: testLogger(),
 			Controller: controllers.Options{Image: testImage, SkipNameValidation: true},
-			OnStarted:  func(ctrl.Manager) { close(started) },
+			OnStarted:  func(m ctrl.Manager) { started <- m },
 		})
 	}()
 	select {
-	case <-started:
+	case m := <-started:
+		return rm, m
 	case err := <-rm.done:
 		b.Fatalf("manager: %v", err)
 	}
-	return rm
+	return nil, nil
 }
 
 func createWebhooks(b *testing.B, ns string, n int) {
@@ -345,4 +353,112 @@ func printTable(w io.Writer, rows []benchRow) {
 			float64(r.n)/r.converge.Seconds(), r.reconcilesDuringConvergence, r.resync.Round(time.Millisecond),
 			r.resyncWrites, strings.Join(reqs, ","), r.peakHeapMB, r.peakSysMB)
 	}
+}
+
+// BenchmarkControllerSecretMemory measures what unrelated Secrets cost the manager: with 50
+// webhooks running, 2,000 Secrets of 100 KB each (Helm release Secrets are of that size) are
+// created in another namespace; the manager's heap after GC is compared before and after its
+// watch has seen them all. For contrast it then measures a cache of the full Secret objects
+// (what a plain Watches(&corev1.Secret{}) costs). Run with -benchtime 1x (make bench-controller).
+func BenchmarkControllerSecretMemory(b *testing.B) {
+	const webhooks, secrets, size = 50, 2000, 100 << 10
+	for range b.N {
+		ctx := context.Background()
+		suffix := time.Now().UnixNano() % 100000
+		wns, sns := fmt.Sprintf("bench-hooks-%d", suffix), fmt.Sprintf("bench-secrets-%d", suffix)
+		for _, ns := range []string{wns, sns} {
+			if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := k8s.Create(ctx, signingSecret(wns, "signing", map[string]string{"signing-secret": validSecret})); err != nil {
+			b.Fatal(err)
+		}
+		mgr, m := startBenchManagerWith(b)
+		createWebhooks(b, wns, webhooks)
+		waitConverged(b, wns, webhooks, 5*time.Minute)
+		base := heapAfterGC()
+
+		payload := make([]byte, size)
+		for i := range payload {
+			payload[i] = byte('a' + i%26)
+		}
+		start := time.Now()
+		err := testutil.ForEachParallel(secrets, 16, func(i int) error {
+			return k8s.Create(context.Background(), &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Namespace: sns, Name: fmt.Sprintf("release-%04d", i)},
+				Data:       map[string][]byte{"release": payload},
+			})
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		created := time.Since(start)
+		waitCachedSecrets(b, m.GetCache(), sns, secrets)
+		growth := heapAfterGC() - base
+		mgr.stop()
+
+		// The same Secrets in a full (typed) cache, in the same process.
+		fullBase := heapAfterGC()
+		stopFull := startFullSecretCache(b, sns) // the Secrets exist: synced = all cached
+		fullGrowth := heapAfterGC() - fullBase
+		stopFull()
+
+		fmt.Printf("\nBenchmarkControllerSecretMemory: %d unrelated Secrets of %d KB (created in %s) beside %d webhooks\n",
+			secrets, size>>10, created.Round(time.Second), webhooks)
+		fmt.Printf("  manager heap growth after GC: %.1f MB (Secrets watched as metadata only)\n", float64(growth)/(1<<20))
+		fmt.Printf("  a cache of the full Secrets:  %.1f MB (what watching Secrets without a filter costs)\n", float64(fullGrowth)/(1<<20))
+		b.ReportMetric(float64(growth)/(1<<20), "MB-heap-growth")
+		if growth > 20<<20 {
+			b.Errorf("the manager's heap grew by %.1f MB with unrelated Secrets, want ≤ 20 MB", float64(growth)/(1<<20))
+		}
+		for _, ns := range []string{wns, sns} {
+			cleanup(b, ns)
+		}
+	}
+}
+
+// heapAfterGC is the live heap after a full collection.
+func heapAfterGC() int64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+// waitCachedSecrets waits until the manager's cache lists n Secrets (metadata) in ns.
+func waitCachedSecrets(b *testing.B, c client.Reader, ns string, n int) {
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+		err := c.List(context.Background(), list, client.InNamespace(ns))
+		if err == nil && len(list.Items) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the cache holds %d of %d Secrets (%v)", len(list.Items), n, err)
+		}
+		time.Sleep(200 * time.Millisecond) // poll interval
+	}
+}
+
+// startFullSecretCache runs a controller-runtime cache of whole Secrets in ns until it has
+// synced; the returned func stops it.
+func startFullSecretCache(b *testing.B, ns string) func() {
+	c, err := cache.New(cfg, cache.Options{Scheme: manager.Scheme(), DefaultNamespaces: map[string]cache.Config{ns: {}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Start(ctx) }()
+	if _, err := c.GetInformer(ctx, &corev1.Secret{}); err != nil {
+		b.Fatal(err)
+	}
+	if !c.WaitForCacheSync(ctx) {
+		b.Fatal("full Secret cache did not sync")
+	}
+	return func() { cancel(); <-done }
 }
