@@ -104,6 +104,9 @@ func (o *Options) defaults() {
 // The returned Reconciler's Close releases its Redis connections (the manager does it on stop).
 func SetupWithManager(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
 	opts.defaults()
+	if err := opts.Policy.Validate(); err != nil {
+		return nil, err
+	}
 	r := &Reconciler{
 		client:    mgr.GetClient(),
 		apiReader: mgr.GetAPIReader(),

@@ -24,10 +24,37 @@ func TestHelpListsFlags(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, f := range []string{"metrics-bind-address", "health-probe-bind-address", "leader-elect", "kubeconfig", "watch-namespaces", "image"} {
+	for _, f := range []string{"metrics-bind-address", "metrics-secure", "metrics-cert-dir", "health-probe-bind-address", "leader-elect",
+		"kubeconfig", "watch-namespaces", "image", "status-refresh", "queue-status-interval", "queue-status-write-budget",
+		"allowed-ingress-hosts", "allowed-ingress-annotation-prefixes"} {
 		if !strings.Contains(out.String(), "-"+f) {
 			t.Errorf("usage lacks --%s:\n%s", f, out.String())
 		}
+	}
+}
+
+// A tenant flag that would match nothing or everything stops the manager before it connects.
+func TestRunRejectsBadPolicyFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--image=x", "--allowed-ingress-hosts=*"},
+		{"--image=x", "--allowed-ingress-hosts=https://hooks.example.com"},
+		{"--image=x", "--allowed-ingress-hosts=*.*.example.com"},
+	} {
+		err := run(context.Background(), args, func(string) string { return "" }, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "--allowed-ingress-") {
+			t.Errorf("%v: err = %v, want one naming the flag", args, err)
+		}
+	}
+}
+
+// By default the metrics endpoint is HTTPS with authentication and authorization.
+func TestMetricsSecureByDefault(t *testing.T) {
+	o := metricsOptions(Options{MetricsBindAddress: ":8443"})
+	if !o.SecureServing || o.FilterProvider == nil {
+		t.Fatalf("secure %v, filter %v", o.SecureServing, o.FilterProvider != nil)
+	}
+	if o := metricsOptions(Options{MetricsBindAddress: ":8080", MetricsInsecure: true}); o.SecureServing || o.FilterProvider != nil {
+		t.Fatalf("--metrics-secure=false still secure: %+v", o)
 	}
 }
 
