@@ -36,6 +36,9 @@ type config struct {
 	maxBodyBytes        int64
 	tolerance           time.Duration
 	enqueueTimeout      time.Duration
+	maxInFlight         int
+	minReplicas         int
+	replicaTimeout      time.Duration
 	secretsRescan       time.Duration
 	shutdownDelay       time.Duration
 	shutdownGrace       time.Duration
@@ -59,6 +62,9 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", DefaultMaxBodyBytes, "largest accepted body; larger ones get 413")
 	fs.DurationVar(&c.tolerance, "tolerance", DefaultTolerance, "allowed distance between svix-timestamp and the local clock")
 	fs.DurationVar(&c.enqueueTimeout, "enqueue-timeout", DefaultEnqueueTimeout, "bound of one enqueue to Redis; then 503")
+	fs.IntVar(&c.maxInFlight, "max-in-flight", DefaultMaxInFlight, "webhook requests served at once; more get 503 before their body is read")
+	fs.IntVar(&c.minReplicas, "min-replicas", 0, "Redis replicas each enqueue must reach (Redis WAIT) before the answer is 200; 0: the primary is enough")
+	fs.DurationVar(&c.replicaTimeout, "replica-timeout", DefaultReplicaTimeout, "how long an enqueue waits for --min-replicas; then 503")
 	fs.DurationVar(&c.secretsRescan, "secrets-rescan-interval", time.Second, "how often --secrets-dir is re-read (at most 2s)")
 	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM: keep listening (answering 503, /readyz failing) this long so endpoints drop the pod")
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 15*time.Second, "then: time in-flight requests get to finish before connections are closed")
@@ -81,7 +87,7 @@ func (c *config) validate() error {
 		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
 			errs = append(errs, fmt.Errorf("--webhook=%q is not NAMESPACE/NAME", c.webhook))
 		} else if c.queue == "" {
-			c.queue = ns + "." + name // DESIGN.md §3: the default queue name
+			c.queue = ns + "." + name // the operator's default queue name
 		}
 	}
 	if c.queue == "" {
@@ -99,6 +105,7 @@ func (c *config) validate() error {
 		{"dedup-window", c.dedupWindow, time.Second},
 		{"tolerance", c.tolerance, time.Second},
 		{"enqueue-timeout", c.enqueueTimeout, time.Millisecond},
+		{"replica-timeout", c.replicaTimeout, 10 * time.Millisecond},
 		{"secrets-rescan-interval", c.secretsRescan, 10 * time.Millisecond},
 	} {
 		if d.v < d.min {
@@ -107,6 +114,18 @@ func (c *config) validate() error {
 	}
 	if c.secretsRescan > 2*time.Second {
 		errs = append(errs, fmt.Errorf("--secrets-rescan-interval=%s must be at most 2s", c.secretsRescan))
+	}
+	if c.replicaTimeout > maxReplicaTimeout {
+		errs = append(errs, fmt.Errorf("--replica-timeout=%s must be at most %s", c.replicaTimeout, maxReplicaTimeout))
+	}
+	if c.minReplicas < 0 {
+		errs = append(errs, fmt.Errorf("--min-replicas=%d must not be negative", c.minReplicas))
+	}
+	if c.maxInFlight < 1 {
+		errs = append(errs, fmt.Errorf("--max-in-flight=%d must be positive", c.maxInFlight))
+	}
+	if err := checkDedupWindow(c.dedupWindow, c.tolerance); err != nil {
+		errs = append(errs, fmt.Errorf("--dedup-window=%s must be at least twice --tolerance=%s (%s): %w", c.dedupWindow, c.tolerance, 2*c.tolerance, err))
 	}
 	if c.shutdownDelay < 0 || c.shutdownGrace < 0 {
 		errs = append(errs, errors.New("--shutdown-delay and --shutdown-grace must not be negative"))
@@ -120,7 +139,25 @@ func (c *config) validate() error {
 	return errors.Join(errs...)
 }
 
+// Bounds and defaults of the replica flags (the API's spec.queue.redis has the same).
+const (
+	DefaultReplicaTimeout = time.Second
+	maxReplicaTimeout     = 10 * time.Second
+	// redisReadTimeout is go-redis' default reply timeout, which a WAIT in a pipeline adds to.
+	redisReadTimeout = 3 * time.Second
+)
+
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	return runWithHooks(ctx, args, getenv, stdout, hooks{})
+}
+
+// hooks let tests drive what production leaves to the clock.
+type hooks struct {
+	// endShutdownDelay, when closed, ends --shutdown-delay early.
+	endShutdownDelay <-chan struct{}
+}
+
+func runWithHooks(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, hk hooks) error {
 	c, err := parseFlags(args, getenv, stdout)
 	if err != nil {
 		return err
@@ -128,7 +165,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	log := cli.Logger(stdout, "receiver", c.logLevel)
 	// go-redis reports every failed dial on stderr; the readiness probe already logs outages once.
 	redis.SetLogger(redisLogger{log})
-	return serve(ctx, c, log)
+	return serve(ctx, c, log, hk)
 }
 
 // redisConnOpt maps the Redis flags (URL, password file, Sentinel, TLS) plus the pool size
@@ -139,12 +176,15 @@ func (c *config) redisConnOpt() (asynq.RedisConnOpt, error) {
 		return nil, err
 	}
 	rc.PoolSize = c.redisPoolSize
+	if c.minReplicas > 0 { // the WAIT travels in a pipeline, which keeps the plain read timeout
+		rc.ReadTimeout = redisReadTimeout + c.replicaTimeout
+	}
 	return rc.ConnOpt()
 }
 
 // serve runs the receiver until ctx is done, then drains and shuts down within
 // shutdownDelay + shutdownGrace.
-func serve(ctx context.Context, c *config, log *slog.Logger) error {
+func serve(ctx context.Context, c *config, log *slog.Logger, hk hooks) error {
 	connOpt, err := c.redisConnOpt()
 	if err != nil {
 		return err
@@ -155,6 +195,12 @@ func serve(ctx context.Context, c *config, log *slog.Logger) error {
 	}
 	defer func() { _ = rdb.Close() }()
 	client := asynq.NewClientFromRedisClient(rdb) // one pool for enqueues and pings
+	var replicas *ReplicaAck
+	if c.minReplicas > 0 {
+		if replicas, err = NewReplicaAck(rdb, c.minReplicas, c.replicaTimeout); err != nil {
+			return err
+		}
+	}
 
 	reg := NewRegistry()
 	metrics := NewMetrics(reg, c.webhook)
@@ -162,16 +208,17 @@ func serve(ctx context.Context, c *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	redisHealth := &redisProbe{queue: c.queue, log: log, metrics: metrics}
 	h, err := NewHandler(Options{
 		Client: client, Secrets: secrets, Queue: c.queue, Webhook: c.webhook, Events: c.events,
 		MaxAttempts: c.maxAttempts, MaxDuration: c.maxDuration, DedupWindow: c.dedupWindow,
 		MaxBodyBytes: c.maxBodyBytes, Tolerance: c.tolerance, EnqueueTimeout: c.enqueueTimeout,
+		MaxInFlight: c.maxInFlight, RedisHealth: redisHealth.failure, Replicas: replicas,
 		Metrics: metrics, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
-	redisHealth := &redisProbe{queue: c.queue, log: log, metrics: metrics}
 	ready := func(context.Context) error {
 		switch {
 		case h.Draining():
@@ -182,7 +229,8 @@ func serve(ctx context.Context, c *config, log *slog.Logger) error {
 		return redisHealth.err()
 	}
 	log.Info("starting", "queue", c.queue, "webhook", c.webhook, "events", c.events, "max_attempts", c.maxAttempts,
-		"max_duration", c.maxDuration.String(), "dedup_window", c.dedupWindow.String(), "tolerance", c.tolerance.String())
+		"max_duration", c.maxDuration.String(), "dedup_window", c.dedupWindow.String(), "tolerance", c.tolerance.String(),
+		"max_in_flight", c.maxInFlight, "min_replicas", c.minReplicas, "replica_timeout", c.replicaTimeout.String())
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -216,6 +264,7 @@ func serve(ctx context.Context, c *config, log *slog.Logger) error {
 		h.Drain()
 		select {
 		case <-time.After(c.shutdownDelay):
+		case <-hk.endShutdownDelay:
 		case first = <-errc:
 			received++
 		}
@@ -240,12 +289,22 @@ type redisProbe struct {
 	last    atomic.Pointer[error] // nil until the first ping: not ready
 }
 
+// err is why Redis does not count as reachable (for /readyz); not checked yet is a reason.
 func (p *redisProbe) err() error {
 	e := p.last.Load()
 	if e == nil {
 		return errors.New("redis not checked yet")
 	}
 	return *e
+}
+
+// failure is the last check's error: nil when it succeeded or none has completed yet, so that
+// requests are answered 503 at once only on evidence of an outage.
+func (p *redisProbe) failure() error {
+	if e := p.last.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 // asynqQueuesKey is the Redis set asynq lists queues in (asynq's internal base.AllQueues).

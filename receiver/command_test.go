@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -31,8 +30,13 @@ func TestFlagsDefaultsEnvAndValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.listen != ":8080" || c.adminListen != ":9090" || c.queue != "team.resend" || c.maxAttempts != 3 ||
-		c.maxDuration != time.Minute || c.dedupWindow != 24*time.Hour || c.maxBodyBytes != 1<<20 || c.tolerance != 5*time.Minute {
+		c.maxDuration != time.Minute || c.dedupWindow != 24*time.Hour || c.maxBodyBytes != 1<<20 || c.tolerance != 5*time.Minute ||
+		c.maxInFlight != 512 || c.minReplicas != 0 || c.replicaTimeout != time.Second || c.shutdownGrace != 15*time.Second {
 		t.Fatalf("defaults: %+v", c)
+	}
+	// 0 means 0: no grace and no delay at shutdown.
+	if c, err := parseFlags([]string{"--secrets-dir=/s", "--queue=q", "--shutdown-grace=0s", "--shutdown-delay=0"}, env(nil), io.Discard); err != nil || c.shutdownGrace != 0 || c.shutdownDelay != 0 {
+		t.Fatalf("--shutdown-grace=0s --shutdown-delay=0: %+v, %v", c, err)
 	}
 
 	c, err = parseFlags([]string{"--max-attempts=7"}, env(map[string]string{
@@ -61,7 +65,19 @@ func TestFlagsDefaultsEnvAndValidation(t *testing.T) {
 		{[]string{"--secrets-dir=/s", "--queue=q", "--max-body-bytes=0"}, "--max-body-bytes"},
 		{[]string{"--secrets-dir=/s", "--queue=q", "--log-level=loud"}, "log-level"},
 		{[]string{"--secrets-dir=/s", "--queue=q", "--max-duration=soon"}, "max-duration"},
+		{[]string{"--secrets-dir=/s", "--queue=q", "--max-in-flight=0"}, "--max-in-flight=0 must be positive"},
+		{[]string{"--secrets-dir=/s", "--queue=q", "--min-replicas=-1"}, "--min-replicas=-1"},
+		{[]string{"--secrets-dir=/s", "--queue=q", "--replica-timeout=5ms"}, "--replica-timeout=5ms must be at least 10ms"},
+		{[]string{"--secrets-dir=/s", "--queue=q", "--replica-timeout=11s"}, "--replica-timeout=11s must be at most 10s"},
+		{[]string{"--secrets-dir=/s", "--queue=q", "--dedup-window=9m", "--tolerance=5m"}, "--dedup-window=9m0s must be at least twice --tolerance=5m0s (10m0s): a replay"},
+		{[]string{"--secrets-dir=/s", "--queue=q", "--dedup-window=10m"}, ""}, // twice the default tolerance: fine
 	} {
+		if tc.want == "" {
+			if _, err := parseFlags(tc.args, env(nil), io.Discard); err != nil {
+				t.Errorf("%v: %v", tc.args, err)
+			}
+			continue
+		}
 		if _, err := parseFlags(tc.args, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want it to mention %q", tc.args, err, tc.want)
 		}
@@ -75,7 +91,8 @@ func TestHelpExitsCleanly(t *testing.T) {
 		t.Fatalf("--help: %v, want flag.ErrHelp (main exits 0 on it)", err)
 	}
 	for _, f := range []string{"-listen", "-admin-listen", "-queue", "-secrets-dir", "-events", "-max-attempts", "-max-duration",
-		"-dedup-window", "-max-body-bytes", "-tolerance", "-webhook", "-redis-url", "-redis-password-file", "RWH_"} {
+		"-dedup-window", "-max-body-bytes", "-tolerance", "-webhook", "-redis-url", "-redis-password-file", "-max-in-flight",
+		"-min-replicas", "-replica-timeout", "RWH_"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("usage lacks %s", f)
 		}
@@ -131,6 +148,11 @@ type running struct {
 
 func startCommand(t *testing.T, extraArgs ...string) *running {
 	t.Helper()
+	return startCommandWith(t, hooks{}, extraArgs...)
+}
+
+func startCommandWith(t *testing.T, hk hooks, extraArgs ...string) *running {
+	t.Helper()
 	wp, err1 := rwhtest.FreePort()
 	ap, err2 := rwhtest.FreePort()
 	if err := errors.Join(err1, err2); err != nil {
@@ -145,7 +167,7 @@ func startCommand(t *testing.T, extraArgs ...string) *running {
 	args := append([]string{"--listen=127.0.0.1:" + strconv.Itoa(wp), "--admin-listen=127.0.0.1:" + strconv.Itoa(ap), "--shutdown-delay=0s"}, extraArgs...)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	go func() { r.done <- run(ctx, args, env(nil), r.logs) }()
+	go func() { r.done <- runWithHooks(ctx, args, env(nil), r.logs, hk) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -199,10 +221,11 @@ func TestCommandRedisOutageReadinessAndMetrics(t *testing.T) {
 	}
 
 	redis.Stop()
-	if resp := post("msg_cmd_2"); resp.code != 503 || resp.hdr.Get("Retry-After") == "" {
-		t.Fatalf("redis down: %d %q", resp.code, resp.body)
-	}
+	// Once the probe saw the outage (readiness fails), requests get 503 without an enqueue try.
 	eventually(t, 10*time.Second, "/readyz fails", func() bool { return r.get("/readyz") == 503 })
+	if resp := post("msg_cmd_2"); resp.code != 503 || resp.hdr.Get("Retry-After") == "" || !strings.Contains(resp.body, "queue unreachable") {
+		t.Fatalf("redis down: %d %q, want 503 redis_down", resp.code, resp.body)
+	}
 
 	if err := redis.Start(); err != nil {
 		t.Fatal(err)
@@ -220,12 +243,14 @@ func TestCommandRedisOutageReadinessAndMetrics(t *testing.T) {
 	metrics := scrape(t, r.adminURL+"/metrics")
 	for _, want := range []string{
 		`rwh_receiver_requests_total{code="200",reason="enqueued",webhook="ns/hook"} 2`,
-		`rwh_receiver_requests_total{code="503",reason="enqueue_failed",webhook="ns/hook"} 1`,
+		`rwh_receiver_requests_total{code="503",reason="redis_down",webhook="ns/hook"} 1`,
 		`rwh_receiver_requests_total{code="405",reason="method",webhook="ns/hook"} 1`,
 		`rwh_receiver_secrets_loaded{webhook="ns/hook"} 1`,
 		`rwh_receiver_secrets_invalid{webhook="ns/hook"} 0`,
 		`rwh_receiver_redis_up{webhook="ns/hook"} 1`,
-		`rwh_receiver_enqueue_duration_seconds_count{webhook="ns/hook"} 3`,
+		`rwh_receiver_enqueue_duration_seconds_count{webhook="ns/hook"} 2`,
+		`rwh_receiver_in_flight_requests{webhook="ns/hook"} 0`,
+		`rwh_receiver_log_lines_suppressed_total{webhook="ns/hook"} 0`,
 		`rwh_receiver_verify_duration_seconds_count{webhook="ns/hook"} 3`,
 		`rwh_receiver_duplicates_total{webhook="ns/hook"} 0`,
 		`rwh_receiver_filtered_total{webhook="ns/hook"} 0`,
@@ -270,65 +295,112 @@ func TestCommandReadinessNeedsASecret(t *testing.T) {
 	eventually(t, 5*time.Second, "/readyz ok after a valid secret appeared", func() bool { return r.get("/readyz") == 200 })
 }
 
-// TestCommandGracefulShutdown: after SIGTERM the receiver fails readiness and answers 503 during
-// --shutdown-delay, answers a request that was in flight, and exits in bounded time.
+// TestCommandGracefulShutdown: after SIGTERM the receiver fails readiness and answers 503 for as
+// long as --shutdown-delay lasts (here until the test ends it), then closes the listener, lets
+// the request in flight finish within --shutdown-grace and exits.
 func TestCommandGracefulShutdown(t *testing.T) {
 	redis := rwhtest.StartRedis(t)
-	r := startCommand(t, "--secrets-dir="+secretsDirWith(t, vectorSecret), "--queue=q", "--redis-url="+redis.URL(),
-		"--shutdown-delay=1s", "--shutdown-grace=5s")
+	endDelay := make(chan struct{})
+	r := startCommandWith(t, hooks{endShutdownDelay: endDelay}, "--secrets-dir="+secretsDirWith(t, vectorSecret), "--queue=q",
+		"--redis-url="+redis.URL(), "--shutdown-delay=1h", "--shutdown-grace=1h")
 	eventually(t, 10*time.Second, "/readyz ok", func() bool { return r.get("/readyz") == 200 })
 
-	// A request in flight: headers sent, body still coming.
 	body := event("email.sent")
-	hdr := signed(t, vectorSecret, "msg_inflight", time.Now(), body)
-	conn, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(r.webhookURL, "http://"), "/"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close() }()
-	var req bytes.Buffer
-	fmt.Fprintf(&req, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n", len(body))
-	for k := range hdr {
-		fmt.Fprintf(&req, "%s: %s\r\n", k, hdr.Get(k))
-	}
-	req.WriteString("\r\n")
-	req.Write(body[:10])
-	if _, err := conn.Write(req.Bytes()); err != nil {
-		t.Fatal(err)
-	}
+	inFlight := startPartial(t, r.webhookURL, signed(t, vectorSecret, "msg_inflight", time.Now(), body), body, 10)
 
-	stopped := time.Now()
 	r.cancel() // SIGTERM
 	eventually(t, 5*time.Second, "/readyz fails while draining", func() bool { return r.get("/readyz") == 503 })
 	late := do(t, http.MethodPost, r.webhookURL, signed(t, vectorSecret, "msg_late", time.Now(), body), bytes.NewReader(body))
-	if late.code != 503 || late.hdr.Get("Retry-After") == "" {
+	if late.code != 503 || late.hdr.Get("Retry-After") == "" || !strings.Contains(late.body, "shutting down") {
 		t.Fatalf("request while draining: %d %s", late.code, late.body)
-	}
-
-	// The in-flight request completes and gets an answer, not a reset.
-	if _, err := conn.Write(body[10:]); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("in-flight request got no answer: %v", err)
-	}
-	_ = resp.Body.Close()
-	// Its body completed after SIGTERM, so it reached the enqueue step while draining.
-	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("in-flight request: %d, want 503 with Retry-After", resp.StatusCode)
 	}
 	select {
 	case err := <-r.done:
+		t.Fatalf("exited (%v) before --shutdown-delay ended", err)
+	default:
+	}
+
+	close(endDelay) // the delay is over: the listener closes, the request in flight may finish
+	eventually(t, 5*time.Second, "webhook listener closed", func() bool {
+		c, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(r.webhookURL, "http://"), "/"))
+		if err == nil {
+			_ = c.Close()
+		}
+		return err != nil
+	})
+	select {
+	case err := <-r.done:
+		t.Fatalf("exited (%v) with a request in flight and grace left", err)
+	default:
+	}
+	// Its body completed after SIGTERM, so it reached the enqueue step while draining: an
+	// answer, not a reset.
+	if resp := inFlight.finish(t); resp.code != 503 || resp.hdr.Get("Retry-After") == "" {
+		t.Fatalf("in-flight request: %d %s, want 503 with Retry-After", resp.code, resp.body)
+	}
+	waitExit(t, r, 10*time.Second)
+}
+
+// TestCommandShutdownGraceZero: --shutdown-grace=0 gives a request in flight no time at all:
+// the process exits without waiting for its body.
+func TestCommandShutdownGraceZero(t *testing.T) {
+	redis := rwhtest.StartRedis(t)
+	r := startCommand(t, "--secrets-dir="+secretsDirWith(t, vectorSecret), "--queue=q", "--redis-url="+redis.URL(),
+		"--shutdown-delay=0s", "--shutdown-grace=0s")
+	eventually(t, 10*time.Second, "/readyz ok", func() bool { return r.get("/readyz") == 200 })
+	body := event("email.sent")
+	inFlight := startPartial(t, r.webhookURL, signed(t, vectorSecret, "msg_cut", time.Now(), body), body, 10)
+	eventually(t, 5*time.Second, "request in flight", func() bool {
+		return slices.Contains(scrape(t, r.adminURL+"/metrics"), `rwh_receiver_in_flight_requests{webhook=""} 1`)
+	})
+	r.cancel()
+	waitExit(t, r, 10*time.Second) // the default grace is 15s: only a grace of 0 exits within this
+	// The connection was closed under the request: no answer comes.
+	if got, err := io.ReadAll(inFlight.conn); len(got) != 0 || (err != nil && !strings.Contains(err.Error(), "reset")) {
+		t.Fatalf("the cut connection: read %q, %v; want EOF or a reset", got, err)
+	}
+	if !strings.Contains(r.logs.String(), `"msg":"shutdown grace period ended with requests still open"`) {
+		t.Errorf("the cut is not logged:\n%s", r.logs.Tail(5))
+	}
+}
+
+// waitExit waits until the command returned nil.
+func waitExit(t *testing.T, r *running, timeout time.Duration) {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		r.done <- err // for the cleanup
 		if err != nil {
 			t.Fatalf("run returned %v", err)
 		}
-		r.done <- nil // for the cleanup
-	case <-time.After(10 * time.Second):
-		t.Fatal("receiver did not exit within delay + grace")
+	case <-time.After(timeout):
+		t.Fatalf("the receiver did not exit within %s", timeout)
 	}
-	if d := time.Since(stopped); d < time.Second {
-		t.Errorf("exited after %s, before --shutdown-delay", d)
+}
+
+// TestCommandReplicaFlags: --min-replicas and --replica-timeout reach the enqueue path.
+func TestCommandReplicaFlags(t *testing.T) {
+	primary := rwhtest.StartRedis(t)
+	replica := rwhtest.StartRedisReplica(t, primary)
+	r := startCommand(t, "--secrets-dir="+secretsDirWith(t, vectorSecret), "--webhook=ns/hook", "--redis-url="+primary.URL(),
+		"--min-replicas=1", "--replica-timeout=100ms")
+	eventually(t, 10*time.Second, "/readyz ok", func() bool { return r.get("/readyz") == 200 })
+	body := event("email.sent")
+	post := func(id string) response {
+		return do(t, http.MethodPost, r.webhookURL, signed(t, vectorSecret, id, time.Now(), body), bytes.NewReader(body))
+	}
+	if resp := post("msg_cmd_rep_1"); resp.code != 200 {
+		t.Fatalf("replica up: %d %s", resp.code, resp.body)
+	}
+	replica.Stop()
+	if resp := post("msg_cmd_rep_2"); resp.code != 503 || !strings.Contains(resp.body, "replicas") {
+		t.Fatalf("replica down: %d %s", resp.code, resp.body)
+	}
+	if !slices.Contains(scrape(t, r.adminURL+"/metrics"), `rwh_receiver_requests_total{code="503",reason="replica_shortfall",webhook="ns/hook"} 1`) {
+		t.Error("the shortfall is not counted")
+	}
+	if logs := r.logs.String(); !strings.Contains(logs, `"min_replicas":1,"replica_timeout":"100ms"`) {
+		t.Errorf("the start line lacks the replica settings:\n%s", r.logs.Tail(20))
 	}
 }
 

@@ -3,11 +3,13 @@ package receiver
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,25 +22,36 @@ import (
 var fuzzNow = time.Unix(1700000000, 0)
 
 // FuzzHandler drives the handler with arbitrary methods, headers and bodies against a real
-// redis-server and checks the contract's invariants. When sign is true the harness replaces
-// the signature with a valid one, so the fuzzer also explores what follows verification.
-// Seeds: testdata/fuzz/FuzzHandler (replayed by every `go test`).
+// redis-server and checks the contract's invariants, including what each answer left in Redis.
+// When sign is true the harness replaces the signature with a valid one, so the fuzzer also
+// explores what follows verification. redisDown makes the background probe report an outage;
+// overloaded occupies every --max-in-flight slot. Seeds: testdata/fuzz/FuzzHandler (replayed
+// by every `go test`).
 func FuzzHandler(f *testing.F) {
 	const maxBody = 1024
+	wanted := []string{"email.sent", "email.bounced", "email.delivered"}
+	var down atomic.Bool
 	fx := newFixture(f, func(o *Options) {
 		o.Queue = "fuzz"
-		o.Events = []string{"email.sent", "email.bounced", "email.delivered"}
+		o.Events = wanted
 		o.MaxBodyBytes = maxBody
 		o.Now = func() time.Time { return fuzzNow }
 		o.Logger = nil
+		o.MaxInFlight = 4
+		o.RedisHealth = func() error {
+			if down.Load() {
+				return errors.New("probe: connection refused")
+			}
+			return nil
+		}
 	})
 	wh, err := svix.NewWebhook(vectorSecret)
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add("POST", "msg_seed", "1700000000", "v1,AAAA", []byte(`{"type":"email.sent"}`), true)
+	f.Add("POST", "msg_seed", "1700000000", "v1,AAAA", []byte(`{"type":"email.sent"}`), true, false, false)
 
-	f.Fuzz(func(t *testing.T, method, id, ts, sig string, body []byte, sign bool) {
+	f.Fuzz(func(t *testing.T, method, id, ts, sig string, body []byte, sign, redisDown, overloaded bool) {
 		if sign {
 			if unix, err := strconv.ParseInt(ts, 10, 64); err == nil {
 				sig, _ = wh.Sign(id, time.Unix(unix, 0), body)
@@ -53,9 +66,19 @@ func FuzzHandler(f *testing.F) {
 				req.Header.Set(k, v)
 			}
 		}
+		before := fx.tasks(t, "fuzz")
+		_, existed := fx.task(t, "fuzz", id)
+		down.Store(redisDown)
+		if overloaded { // as if maxInFlight other requests were being served
+			fx.handler.inFlight.Add(fx.handler.maxInFlight)
+		}
 		rec := httptest.NewRecorder()
 		fx.handler.ServeHTTP(rec, req)
+		if overloaded {
+			fx.handler.inFlight.Add(-fx.handler.maxInFlight)
+		}
 		code, answer := rec.Code, rec.Body.String()
+		after := fx.tasks(t, "fuzz")
 
 		if !slices.Contains([]int{200, 400, 401, 405, 413, 503}, code) {
 			t.Fatalf("status %d is not in the table", code)
@@ -63,10 +86,19 @@ func FuzzHandler(f *testing.F) {
 		if code == 503 && rec.Header().Get("Retry-After") == "" {
 			t.Fatal("503 without Retry-After")
 		}
+		// Only a 200 that enqueued adds a task; every other answer leaves Redis as it was.
+		if answer != string(outcomes[outEnqueued].body) && after != before {
+			t.Fatalf("%d %q changed the task count from %d to %d", code, answer, before, after)
+		}
 		switch {
+		case overloaded:
+			if answer != string(outcomes[outOverloaded].body) {
+				t.Fatalf("with every slot taken: %d %q, want 503 overloaded first", code, answer)
+			}
+			return
 		case method != http.MethodPost:
 			if code != 405 {
-				t.Fatalf("%s answered %d, want 405 first", method, code)
+				t.Fatalf("%s answered %d, want 405", method, code)
 			}
 			return
 		case len(body) > maxBody:
@@ -74,6 +106,9 @@ func FuzzHandler(f *testing.F) {
 				t.Fatalf("%d-byte body answered %d, want 413", len(body), code)
 			}
 			return
+		}
+		if code == 503 && (!redisDown || answer != string(outcomes[outRedisDown].body)) {
+			t.Fatalf("503 %q with redis reported down %v; only redis_down is possible here", answer, redisDown)
 		}
 		if code != 200 {
 			return
@@ -92,19 +127,26 @@ func FuzzHandler(f *testing.F) {
 		if err := json.Unmarshal(body, &ev); err != nil || ev.Type == "" {
 			t.Fatalf("200 for a body without type: %v", err)
 		}
-		// ... and either filtered, or a task with this svix-id exists in Redis.
-		if answer == string(outcomes[outFiltered].body) {
-			if slices.Contains([]string{"email.sent", "email.bounced", "email.delivered"}, ev.Type) {
+		// ... and filtered, a duplicate of a task that was there, or exactly one new task.
+		switch answer {
+		case string(outcomes[outFiltered].body):
+			if slices.Contains(wanted, ev.Type) {
 				t.Fatalf("wanted type %q was filtered", ev.Type)
 			}
-			return
-		}
-		info, err := fx.insp.GetTaskInfo("fuzz", id)
-		if err != nil {
-			t.Fatalf("200 %q but no task %q: %v", answer, id, err)
-		}
-		if answer == string(outcomes[outEnqueued].body) && (!bytes.Equal(info.Payload, body) || info.Type != task.TypeName(ev.Type)) {
-			t.Fatalf("task %q holds type %q payload %q; want %q %q", id, info.Type, info.Payload, task.TypeName(ev.Type), body)
+		case string(outcomes[outDuplicate].body):
+			if !existed || redisDown {
+				t.Fatalf("duplicate of %q: task there before %v, redis reported down %v", id, existed, redisDown)
+			}
+		case string(outcomes[outEnqueued].body):
+			info, ok := fx.task(t, "fuzz", id)
+			if existed || redisDown || after != before+1 || !ok {
+				t.Fatalf("enqueued %q: task there before %v, redis reported down %v, tasks %d → %d, now there %v", id, existed, redisDown, before, after, ok)
+			}
+			if !bytes.Equal(info.Payload, body) || info.Type != task.TypeName(ev.Type) {
+				t.Fatalf("task %q holds type %q payload %q; want %q %q", id, info.Type, info.Payload, task.TypeName(ev.Type), body)
+			}
+		default:
+			t.Fatalf("200 with body %q", answer)
 		}
 	})
 }

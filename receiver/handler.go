@@ -1,5 +1,5 @@
 // Package receiver is the webhook endpoint Resend posts to: it verifies the Svix signature,
-// durably enqueues the event as an Asynq task and answers at once (DESIGN.md §4).
+// durably enqueues the event as an Asynq task and answers at once (docs/receiver.md).
 package receiver
 
 import (
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"golang.org/x/time/rate"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/task"
 )
@@ -43,6 +44,15 @@ type Options struct {
 	Tolerance time.Duration
 	// EnqueueTimeout bounds one enqueue call (then 503).
 	EnqueueTimeout time.Duration
+	// MaxInFlight bounds the requests served at once; more get 503 before their body is read.
+	MaxInFlight int
+	// RedisHealth, when not nil, reports the last background check of Redis: an error while it
+	// failed (requests that would be enqueued get 503 at once), nil when it succeeded or has
+	// not run yet.
+	RedisHealth func() error
+	// Replicas, when not nil, makes every 200 wait until the task is on enough Redis replicas.
+	// Client must be made from the redis client Replicas was created with.
+	Replicas *ReplicaAck
 	// Metrics, when not nil, records every answer.
 	Metrics *Metrics
 	// Logger, when not nil, logs every answer (200s at debug level, see docs/receiver.md).
@@ -59,6 +69,7 @@ const (
 	DefaultMaxBodyBytes   = 1 << 20
 	DefaultTolerance      = 5 * time.Minute
 	DefaultEnqueueTimeout = 5 * time.Second
+	DefaultMaxInFlight    = 512
 )
 
 // retryAfterSeconds is sent with every 503; Svix's own schedule decides the actual retry.
@@ -74,8 +85,14 @@ type Handler struct {
 	maxBody        int64
 	tolerance      time.Duration
 	enqueueTimeout time.Duration
+	maxInFlight    int64
+	inFlight       atomic.Int64
+	redisHealth    func() error
+	replicas       *ReplicaAck
+	replicaMarker  string // key of the marker write that precedes each WAIT
 	metrics        *Metrics
 	log            *slog.Logger
+	logLimits      [numOutcomes]logLimit
 	now            func() time.Time
 	draining       atomic.Bool
 }
@@ -96,9 +113,13 @@ func NewHandler(o Options) (*Handler, error) {
 	o.MaxBodyBytes = cmpOr(o.MaxBodyBytes, DefaultMaxBodyBytes)
 	o.Tolerance = cmpOr(o.Tolerance, DefaultTolerance)
 	o.EnqueueTimeout = cmpOr(o.EnqueueTimeout, DefaultEnqueueTimeout)
-	if o.MaxAttempts < 1 || o.MaxDuration < time.Second || o.DedupWindow < time.Second || o.MaxBodyBytes < 1 || o.Tolerance < 0 || o.EnqueueTimeout < 0 {
-		return nil, fmt.Errorf("receiver: invalid options: max attempts %d, max duration %s, dedup window %s, max body %d, tolerance %s",
-			o.MaxAttempts, o.MaxDuration, o.DedupWindow, o.MaxBodyBytes, o.Tolerance)
+	o.MaxInFlight = cmpOr(o.MaxInFlight, DefaultMaxInFlight)
+	if o.MaxAttempts < 1 || o.MaxDuration < time.Second || o.DedupWindow < time.Second || o.MaxBodyBytes < 1 || o.Tolerance < 0 || o.EnqueueTimeout < 0 || o.MaxInFlight < 1 {
+		return nil, fmt.Errorf("receiver: invalid options: max attempts %d, max duration %s, dedup window %s, max body %d, tolerance %s, max in flight %d",
+			o.MaxAttempts, o.MaxDuration, o.DedupWindow, o.MaxBodyBytes, o.Tolerance, o.MaxInFlight)
+	}
+	if err := checkDedupWindow(o.DedupWindow, o.Tolerance); err != nil {
+		return nil, fmt.Errorf("receiver: dedup window %s must be at least twice the tolerance %s: %w", o.DedupWindow, o.Tolerance, err)
 	}
 	// Asynq keeps Timeout and Retention in whole seconds, rounding down; round up instead so an
 	// attempt never gets less time, nor an id a shorter memory, than configured.
@@ -117,10 +138,18 @@ func NewHandler(o Options) (*Handler, error) {
 		maxBody:        o.MaxBodyBytes,
 		tolerance:      o.Tolerance,
 		enqueueTimeout: o.EnqueueTimeout,
+		maxInFlight:    int64(o.MaxInFlight),
+		redisHealth:    o.RedisHealth,
+		replicas:       o.Replicas,
+		replicaMarker:  replicaMarkerKey(o.Queue),
 		metrics:        o.Metrics,
 		log:            o.Logger,
 		now:            o.Now,
 	}
+	for i := range h.logLimits {
+		h.logLimits[i].limiter = rate.NewLimiter(rejectLogRate, rejectLogBurst)
+	}
+	h.metrics.watchInFlight(&h.inFlight)
 	if len(o.Events) > 0 {
 		h.events = map[string]bool{}
 		for _, e := range o.Events {
@@ -159,11 +188,18 @@ type request struct {
 	err           error // why an enqueue failed
 }
 
-// ServeHTTP implements the status table of DESIGN.md §4, in its order of precedence.
+// ServeHTTP implements the status table of docs/receiver.md, in its order of precedence.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	var req request
-	o := h.serve(w, r, &req)
+	var o outcome
+	// First of all, before a byte of the body is read: a request over the bound costs nothing.
+	defer h.inFlight.Add(-1)
+	if h.inFlight.Add(1) > h.maxInFlight {
+		o = outOverloaded
+	} else {
+		o = h.serve(w, r, &req)
+	}
 	h.answer(w, o)
 	h.metrics.observe(o)
 	h.logAnswer(r.Context(), o, &req, time.Since(start))
@@ -241,6 +277,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, req *request) ou
 	if h.draining.Load() {
 		return outDraining
 	}
+	if h.redisHealth != nil {
+		if err := h.redisHealth(); err != nil { // no enqueue-timeout wait per request
+			req.err = err
+			return outRedisDown
+		}
+	}
 	return h.enqueue(r.Context(), req, body, ts, sig)
 }
 
@@ -254,20 +296,48 @@ func (h *Handler) enqueue(ctx context.Context, req *request, body []byte, ts, si
 		task.HeaderWebhook:       h.webhook,
 	})
 	// A client that hangs up must not abort an enqueue half-way: finish it, bounded.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.enqueueTimeout)
+	timeout := h.enqueueTimeout
+	var wait *replicaWait
+	if h.replicas != nil {
+		wait = &replicaWait{marker: h.replicaMarker}
+		ctx = context.WithValue(ctx, replicaWaitKey{}, wait)
+		timeout += h.replicas.timeout
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	start := time.Now()
 	_, err := h.client.EnqueueContext(ctx, t, append(h.opts[:len(h.opts):len(h.opts)], asynq.TaskID(id))...)
 	h.metrics.observeEnqueue(time.Since(start))
+	o := outEnqueued
 	switch {
 	case err == nil:
-		return outEnqueued
 	case errors.Is(err, asynq.ErrTaskIDConflict):
-		return outDuplicate
+		o = outDuplicate
 	default:
 		req.err = err
 		return outEnqueueFailed
 	}
+	if wait != nil {
+		// Also for a duplicate: its task may sit on the primary only (an earlier 503).
+		if err := h.replicas.check(wait); err != nil {
+			req.err = err
+			return outReplicaShortfall
+		}
+	}
+	return o
+}
+
+// replicaMarkerKey is the key each replica-acknowledged enqueue increments before its WAIT.
+func replicaMarkerKey(queue string) string { return "rwh:replica-ack:" + queue }
+
+// checkDedupWindow: a request is accepted up to the tolerance either side of its timestamp, so a
+// replay of a delivery can arrive up to twice the tolerance after the delivery completed; its
+// svix-id must still be remembered then.
+func checkDedupWindow(dedupWindow, tolerance time.Duration) error {
+	if dedupWindow < 2*tolerance {
+		return errors.New("a replay signed within the tolerance could otherwise be enqueued again")
+	}
+	return nil
 }
 
 // readBody reads all of body, sized by Content-Length when it is known.
@@ -317,6 +387,11 @@ func (h *Handler) answer(w http.ResponseWriter, o outcome) {
 	case http.StatusMethodNotAllowed:
 		hdr["Allow"] = allowPost
 	}
+	if o == outOverloaded {
+		// Otherwise net/http would wait for the unread body (to keep the connection) before
+		// answering: a slow client would hold the slot the bound just refused it.
+		hdr["Connection"] = connectionClose
+	}
 	w.WriteHeader(o.code())
 	_, _ = w.Write(outcomes[o].body)
 }
@@ -326,7 +401,34 @@ var (
 	contentTypeJSON = []string{"application/json"}
 	retryAfter      = []string{retryAfterSeconds}
 	allowPost       = []string{http.MethodPost}
+	connectionClose = []string{"close"}
 )
+
+// Rate of the log lines of one rate-limited reason (logLimited): a steady flood of forgeries
+// or a Redis outage yields about one line a second per reason, each saying how many it stands for.
+const (
+	rejectLogRate  = rate.Limit(1) // lines per second
+	rejectLogBurst = 10
+)
+
+// logLimit rate-limits the log lines of one outcome and counts the lines it held back.
+type logLimit struct {
+	limiter    *rate.Limiter
+	suppressed atomic.Int64
+}
+
+// logLimited reports whether o's log lines are rate-limited: every outcome decided before a
+// signature was verified (anyone can cause those, at any rate; they are still counted) and
+// redis_down (the background probe logs the outage itself). New outcomes are limited unless
+// listed here.
+func (o outcome) logLimited() bool {
+	switch o {
+	case outEnqueued, outDuplicate, outFiltered, outBodyNotJSON, outNoType, outBadType,
+		outDraining, outEnqueueFailed, outReplicaShortfall:
+		return false
+	}
+	return true
+}
 
 // logAnswer logs one line per request: accepted ones (200) at debug, rejections at info and
 // failures to enqueue at warn, so the default level costs nothing on the happy path.
@@ -342,6 +444,16 @@ func (h *Handler) logAnswer(ctx context.Context, o outcome, req *request, latenc
 	if !h.log.Enabled(ctx, level) {
 		return
 	}
+	var suppressed int64
+	if o.logLimited() {
+		l := &h.logLimits[o]
+		if !l.limiter.AllowN(h.now(), 1) {
+			l.suppressed.Add(1)
+			h.metrics.observeSuppressed()
+			return
+		}
+		suppressed = l.suppressed.Swap(0)
+	}
 	attrs := []slog.Attr{
 		slog.String("svix_id", req.id),
 		slog.String("event_type", req.eventType),
@@ -351,6 +463,9 @@ func (h *Handler) logAnswer(ctx context.Context, o outcome, req *request, latenc
 	}
 	if req.err != nil {
 		attrs = append(attrs, slog.String("error", req.err.Error()))
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Int64("suppressed", suppressed))
 	}
 	h.log.LogAttrs(ctx, level, "webhook", attrs...)
 }

@@ -207,13 +207,13 @@ func TestRedisDownThenBack(t *testing.T) {
 		t.Fatalf("before: %d %s", r.code, r.body)
 	}
 	f.redis.Stop()
-	start := time.Now()
+	// No background probe here (Options.RedisHealth is nil): the enqueue is tried and fails.
 	r := f.post(t, signed(t, vectorSecret, "msg_down", time.Now(), body), body)
 	if r.code != http.StatusServiceUnavailable || r.hdr.Get("Retry-After") == "" || !strings.Contains(r.body, "enqueue") {
 		t.Fatalf("redis down: %d %q Retry-After=%q, want 503 with Retry-After", r.code, r.body, r.hdr.Get("Retry-After"))
 	}
-	if d := time.Since(start); d > 4*time.Second {
-		t.Errorf("503 took %s; the enqueue timeout is 3s", d)
+	if got := f.count("503", "enqueue_failed"); got != 1 {
+		t.Errorf("requests_total{503,enqueue_failed} = %v, want 1", got)
 	}
 	if logs := f.logs.String(); !strings.Contains(logs, `"level":"WARN","msg":"webhook","svix_id":"msg_down"`) || !strings.Contains(logs, `"reason":"enqueue_failed","latency_ms":`) || !strings.Contains(logs, `"error":`) {
 		t.Errorf("the failed enqueue is not logged with its error:\n%s", logs)
@@ -304,6 +304,7 @@ func TestSubSecondDurationsRoundUp(t *testing.T) {
 	f := newFixture(t, func(o *Options) {
 		o.MaxDuration = 1500 * time.Millisecond
 		o.DedupWindow = 90*time.Second + time.Millisecond
+		o.Tolerance = 45 * time.Second
 	})
 	body := event("email.sent")
 	if r := f.post(t, signed(t, vectorSecret, "msg_round", time.Now(), body), body); r.code != 200 {

@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,9 @@ type Metrics struct {
 	secretsInvalid prometheus.Gauge
 	redisUp        prometheus.Gauge
 	draining       prometheus.Gauge
+	suppressed     prometheus.Counter
+	inFlightGauge  prometheus.GaugeFunc
+	inFlight       atomic.Pointer[atomic.Int64] // the handler's counter, read at scrape time
 }
 
 // latencyBuckets cover 50 µs … ~1.6 s: verification takes microseconds, an enqueue about a
@@ -69,9 +73,22 @@ func NewMetrics(reg prometheus.Registerer, webhook string) *Metrics {
 			Name: "rwh_receiver_draining",
 			Help: "1 while shutting down (new webhooks get 503).",
 		}),
+		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rwh_receiver_log_lines_suppressed_total",
+			Help: "Log lines of rejected requests held back by the rate limit (the requests are still counted).",
+		}),
 	}
+	m.inFlightGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "rwh_receiver_in_flight_requests",
+		Help: "Webhook requests being served right now (bounded by --max-in-flight).",
+	}, func() float64 {
+		if n := m.inFlight.Load(); n != nil {
+			return float64(n.Load())
+		}
+		return 0
+	})
 	reg.MustRegister(m.requests, m.verifySeconds, m.enqueueSeconds, m.duplicates, m.filtered,
-		m.secretsLoaded, m.secretsInvalid, m.redisUp, m.draining)
+		m.secretsLoaded, m.secretsInvalid, m.redisUp, m.draining, m.suppressed, m.inFlightGauge)
 	for o := range outcome(numOutcomes) {
 		m.byOutcome[o] = m.requests.WithLabelValues(o.codeLabel(), o.reason())
 	}
@@ -95,6 +112,19 @@ func (m *Metrics) observe(o outcome) {
 		m.duplicates.Inc()
 	case outFiltered:
 		m.filtered.Inc()
+	}
+}
+
+func (m *Metrics) observeSuppressed() {
+	if m != nil {
+		m.suppressed.Inc()
+	}
+}
+
+// watchInFlight makes the in-flight gauge report n.
+func (m *Metrics) watchInFlight(n *atomic.Int64) {
+	if m != nil {
+		m.inFlight.Store(n)
 	}
 }
 

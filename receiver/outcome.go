@@ -26,6 +26,9 @@ const (
 	outNoSecrets
 	outDraining
 	outEnqueueFailed
+	outOverloaded
+	outRedisDown
+	outReplicaShortfall
 	numOutcomes
 )
 
@@ -35,7 +38,7 @@ type outcomeInfo struct {
 	body   []byte
 }
 
-// outcomes is the status table of DESIGN.md §4. Bodies never echo the request.
+// outcomes is the status table (docs/receiver.md, "Answers"). Bodies never echo the request.
 var outcomes = [numOutcomes]outcomeInfo{
 	outEnqueued:           info(http.StatusOK, "enqueued", "result", "enqueued"),
 	outDuplicate:          info(http.StatusOK, "duplicate", "result", "duplicate: this svix-id is already enqueued"),
@@ -54,6 +57,9 @@ var outcomes = [numOutcomes]outcomeInfo{
 	outNoSecrets:          info(http.StatusUnauthorized, "no_secrets", "error", "no valid signing secret is loaded"),
 	outDraining:           info(http.StatusServiceUnavailable, "draining", "error", "shutting down, retry later"),
 	outEnqueueFailed:      info(http.StatusServiceUnavailable, "enqueue_failed", "error", "could not enqueue, retry later"),
+	outOverloaded:         info(http.StatusServiceUnavailable, "overloaded", "error", "too many requests in progress, retry later"),
+	outRedisDown:          info(http.StatusServiceUnavailable, "redis_down", "error", "queue unreachable, retry later"),
+	outReplicaShortfall:   info(http.StatusServiceUnavailable, "replica_shortfall", "error", "not confirmed by enough queue replicas in time, retry later"),
 }
 
 func info(code int, reason, key, msg string) outcomeInfo {

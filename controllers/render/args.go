@@ -12,7 +12,7 @@ import (
 // flag renders one "--name=value" args element.
 func flag(name, value string) string { return "--" + name + "=" + value }
 
-// ReceiverArgs is the receiver's command line (DESIGN §4): the subcommand, then one element per
+// ReceiverArgs is the receiver's command line: the subcommand, then one element per
 // setting. Secret values never appear here, only the paths of the files they are mounted at.
 func ReceiverArgs(rw *v1alpha1.ResendWebhook) []string {
 	rw = defaulted(rw)
@@ -34,13 +34,24 @@ func ReceiverArgs(rw *v1alpha1.ResendWebhook) []string {
 		slices.Sort(events) // a reordered allowlist is the same configuration
 		args = append(args, flag("events", strings.Join(events, ",")))
 	}
-	return append(args,
+	args = append(args,
 		flag("max-attempts", strconv.Itoa(int(*s.Retry.MaxAttempts))),
 		flag("max-duration", s.MaxDuration.Duration.String()),
 		flag("dedup-window", s.Queue.DedupWindow.Duration.String()),
 		flag("max-body-bytes", strconv.FormatInt(*s.Receiver.MaxBodyBytes, 10)),
 		flag("tolerance", s.Receiver.Tolerance.Duration.String()),
 	)
+	if r := s.Queue.Redis; r.MinReplicas != nil && *r.MinReplicas > 0 { // 0 is the receiver's default
+		timeout := v1alpha1.DefaultReplicaTimeout
+		if r.ReplicaTimeout != nil {
+			timeout = r.ReplicaTimeout.Duration
+		}
+		args = append(args,
+			flag("min-replicas", strconv.Itoa(int(*r.MinReplicas))),
+			flag("replica-timeout", timeout.String()),
+		)
+	}
+	return args
 }
 
 // WorkerArgs is the worker's command line (DESIGN §5). It returns nil without spec.worker.

@@ -5,7 +5,12 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
@@ -17,12 +22,25 @@ import (
 // worker flag sets: a trailing --help makes them stop after parsing, so any flag the controller
 // renders but a binary does not define fails here instead of in a crash-looping pod.
 func TestArgsAreFlagsTheBinariesDefine(t *testing.T) {
+	withReplicas := Full()
+	withReplicas.Spec.Queue.Redis.MinReplicas = new(int32(2))
+	withReplicas.Spec.Queue.Redis.ReplicaTimeout = &metav1.Duration{Duration: 250 * time.Millisecond}
+	replicaArgs := render.ReceiverArgs(withReplicas)
+	for _, want := range []string{"--min-replicas=2", "--replica-timeout=250ms"} {
+		if !slices.Contains(replicaArgs, want) {
+			t.Errorf("receiver args %q lack %s", replicaArgs, want)
+		}
+	}
+	if args := render.ReceiverArgs(Minimal()); slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--min-replicas") }) {
+		t.Errorf("receiver args %q ask for replica acknowledgement the spec does not", args)
+	}
 	for _, tc := range []struct {
 		cmd  cli.Command
 		args []string
 	}{
 		{receiver.Command, render.ReceiverArgs(Full())},
 		{receiver.Command, render.ReceiverArgs(Minimal())},
+		{receiver.Command, replicaArgs},
 		{worker.Command, render.WorkerArgs(Full())},
 	} {
 		if tc.args[0] != tc.cmd.Name {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,16 +38,22 @@ type Config struct {
 	InsecureSkipVerify bool
 	// PoolSize of the connection pool; 0 means go-redis' default.
 	PoolSize int
+	// ReadTimeout bounds the wait for a reply; 0 means go-redis' default (3s). Raise it above
+	// the timeout of a blocking command sent in a pipeline (go-redis extends it only for
+	// blocking commands sent alone).
+	ReadTimeout time.Duration
 }
 
-// ConnOpt validates c and returns the asynq connection option.
+// ConnOpt validates c and returns the asynq connection option. Errors about the URL never
+// quote any part of it: a password with a reserved character can end up in any part.
 func (c Config) ConnOpt() (asynq.RedisConnOpt, error) {
 	if c.URL == "" {
 		return nil, errors.New("redis url is empty")
 	}
 	u, err := url.Parse(c.URL)
-	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", redactErr(err))
+	// A fragment ('#') is never part of a Redis URL: most likely a password was cut there.
+	if err != nil || strings.Contains(c.URL, "#") {
+		return nil, errURLSyntax
 	}
 	password, _ := u.User.Password()
 	if c.Password != "" {
@@ -55,7 +62,7 @@ func (c Config) ConnOpt() (asynq.RedisConnOpt, error) {
 	db := 0
 	if p := strings.Trim(u.Path, "/"); p != "" {
 		if db, err = strconv.Atoi(p); err != nil || db < 0 {
-			return nil, fmt.Errorf("redis url: database %q is not a non-negative number", p)
+			return nil, errors.New("redis url: the path must be a database number such as /0; " + fixURLHint)
 		}
 	}
 	var tlsConf *tls.Config
@@ -71,7 +78,10 @@ func (c Config) ConnOpt() (asynq.RedisConnOpt, error) {
 			tlsConf.RootCAs = pool
 		}
 	default:
-		return nil, fmt.Errorf("redis url: scheme %q is not redis, rediss or redis-sentinel", u.Scheme)
+		return nil, errors.New("redis url: the scheme must be redis://, rediss://, redis-sentinel:// or rediss-sentinel://")
+	}
+	if q := u.Query(); len(q) > 1 || (len(q) == 1 && (!strings.HasSuffix(u.Scheme, "-sentinel") || !q.Has("master"))) {
+		return nil, errors.New("redis url: the only query parameter is ?master=NAME of a redis-sentinel:// url; " + fixURLHint)
 	}
 	master, addrs := c.SentinelMaster, c.SentinelAddrs
 	if strings.HasSuffix(u.Scheme, "-sentinel") {
@@ -80,6 +90,9 @@ func (c Config) ConnOpt() (asynq.RedisConnOpt, error) {
 		}
 		if len(addrs) == 0 {
 			addrs = strings.Split(u.Host, ",")
+			if slices.Contains(addrs, "") {
+				return nil, errors.New("redis sentinel url: the host part must be host:port[,host:port...]; " + fixURLHint)
+			}
 		}
 		if master == "" {
 			return nil, errors.New("redis sentinel url needs ?master=NAME")
@@ -93,11 +106,12 @@ func (c Config) ConnOpt() (asynq.RedisConnOpt, error) {
 			DB:            db,
 			TLSConfig:     tlsConf,
 			PoolSize:      c.PoolSize,
+			ReadTimeout:   c.ReadTimeout,
 			DialTimeout:   5 * time.Second,
 		}, nil
 	}
-	if u.Host == "" {
-		return nil, errors.New("redis url has no host")
+	if u.Hostname() == "" {
+		return nil, errors.New("redis url has no host; " + fixURLHint)
 	}
 	host := u.Host
 	if u.Port() == "" {
@@ -113,18 +127,17 @@ func (c Config) ConnOpt() (asynq.RedisConnOpt, error) {
 		DB:          db,
 		TLSConfig:   tlsConf,
 		PoolSize:    c.PoolSize,
+		ReadTimeout: c.ReadTimeout,
 		DialTimeout: 5 * time.Second,
 	}, nil
 }
 
-// redactErr keeps url.Parse errors from echoing a password back into logs.
-func redactErr(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
-	}
-	return err
-}
+// fixURLHint ends every URL error: the likely cause is a password with a reserved character.
+const fixURLHint = "a password containing / ? # @ : or % must be percent-encoded, or put in --redis-password-file (a Secret for the operator)"
+
+// errURLSyntax is the one answer to a URL that does not parse: url.Parse's own errors quote
+// the URL or a piece of it, which may be the password.
+var errURLSyntax = errors.New("redis url is not of the form redis://[:password@]host:port/db; " + fixURLHint)
 
 // Ping checks that Redis answers with the given option's credentials.
 func Ping(ctx context.Context, opt asynq.RedisConnOpt) error {

@@ -5,12 +5,15 @@ package testutil
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,10 +22,11 @@ import (
 
 // Redis is a private redis-server on 127.0.0.1.
 type Redis struct {
-	Port   int
-	dir    string
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when the current process has been reaped
+	Port      int
+	dir       string
+	replicaOf int // port of the primary; 0 for a primary
+	cmd       *exec.Cmd
+	exited    chan struct{} // closed when the current process has been reaped
 }
 
 // Addr is "127.0.0.1:port".
@@ -42,8 +46,22 @@ func StartRedis(t testing.TB) *Redis {
 	return r
 }
 
+// StartRedisReplica starts a redis-server that replicates primary, in sync when it returns,
+// and stops it at cleanup.
+func StartRedisReplica(t testing.TB, primary *Redis) *Redis {
+	t.Helper()
+	r, err := newRedis(primary.Port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
 // NewRedis starts a redis-server (for TestMain or benchmarks); call Close when done.
-func NewRedis() (*Redis, error) {
+func NewRedis() (*Redis, error) { return newRedis(0) }
+
+func newRedis(replicaOf int) (*Redis, error) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, fmt.Errorf("redis-server not found: run 'make redis' (or 'make test', which installs it): %w", err)
 	}
@@ -57,7 +75,7 @@ func NewRedis() (*Redis, error) {
 		if err != nil {
 			return nil, err
 		}
-		r := &Redis{Port: port, dir: dir}
+		r := &Redis{Port: port, dir: dir, replicaOf: replicaOf}
 		if lastErr = r.Start(); lastErr == nil {
 			return r, nil
 		}
@@ -66,11 +84,16 @@ func NewRedis() (*Redis, error) {
 	return nil, lastErr
 }
 
-// Start (re)starts the server on its port, e.g. after Stop in a fault test.
+// Start (re)starts the server on its port, e.g. after Stop in a fault test. It returns once the
+// server answers PING and, for a replica, once its link to the primary is up.
 func (r *Redis) Start() error {
-	r.cmd = exec.Command("redis-server",
-		"--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1", "--dir", r.dir,
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+	args := []string{"--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1", "--dir", r.dir,
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
+		"--repl-diskless-sync-delay", "0"} // a replica syncs at once, not after 5 s
+	if r.replicaOf != 0 {
+		args = append(args, "--replicaof", "127.0.0.1", strconv.Itoa(r.replicaOf))
+	}
+	r.cmd = exec.Command("redis-server", args...)
 	logf, err := os.Create(filepath.Join(r.dir, "redis.log"))
 	if err != nil {
 		return err
@@ -93,6 +116,9 @@ func (r *Redis) Start() error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		err := c.Ping(ctx).Err()
+		if err == nil && r.replicaOf != 0 {
+			err = r.online(ctx)
+		}
 		cancel()
 		if err == nil {
 			return nil
@@ -100,8 +126,44 @@ func (r *Redis) Start() error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	r.Stop()
-	return fmt.Errorf("redis-server on port %d did not answer PING within 10s", r.Port)
+	return fmt.Errorf("redis-server on port %d did not answer PING (or, as a replica, sync) within 10s", r.Port)
 }
+
+// online reports whether the primary lists this replica as online and every online replica
+// acknowledges a fresh write. After a sync the primary holds its write stream back until the
+// replica's first acknowledgement (up to a second later); until then a WAIT cannot count it.
+func (r *Redis) online(ctx context.Context) error {
+	p := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(r.replicaOf), MaxRetries: -1})
+	defer func() { _ = p.Close() }()
+	info, err := p.Info(ctx, "replication").Result()
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(info, ",port="+strconv.Itoa(r.Port)+",state=online,") {
+		return errors.New("replica not online at the primary yet")
+	}
+	replicas := strings.Count(info, ",state=online,")
+	var acked *redis.Cmd
+	_, err = p.Pipelined(ctx, func(pipe redis.Pipeliner) error { // one connection: WAIT covers its PUBLISH
+		pipe.Publish(ctx, "testutil:replica-probe", "") // a write that reaches replicas and touches no key
+		acked = pipe.Do(ctx, "wait", replicas, 100)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n, _ := acked.Int(); n < replicas {
+		return fmt.Errorf("%d of %d replicas acknowledge writes yet", n, replicas)
+	}
+	return nil
+}
+
+// Pause freezes the server (SIGSTOP): connections stay open, nothing is answered, a replica
+// acknowledges nothing. Resume undoes it; Stop and Close work on a paused server.
+func (r *Redis) Pause() error { return r.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server.
+func (r *Redis) Resume() error { return r.cmd.Process.Signal(syscall.SIGCONT) }
 
 // Stop kills the server (its data is lost; it keeps no files).
 func (r *Redis) Stop() {

@@ -1,0 +1,163 @@
+package receiver
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	rwhtest "github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
+)
+
+const testReplicaTimeout = 200 * time.Millisecond
+
+// replicatedFixture is a fixture whose redis has one replica in sync, and whose handler waits
+// for it.
+func replicatedFixture(t *testing.T) (*fixture, *rwhtest.Redis) {
+	t.Helper()
+	f := newFixture(t, nil)
+	replica := rwhtest.StartRedisReplica(t, f.redis)
+	withReplicaAck(t, f, 1)
+	return f, replica
+}
+
+// withReplicaAck serves f's handler through a client whose enqueues wait for minReplicas.
+func withReplicaAck(t *testing.T, f *fixture, minReplicas int) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: f.redis.Addr(), ReadTimeout: redisReadTimeout + testReplicaTimeout})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ack, err := NewReplicaAck(rdb, minReplicas, testReplicaTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClientFromRedisClient(rdb)
+	f.serve(t, func(o *Options) { o.Client, o.Replicas = client, ack })
+}
+
+// onReplica reports whether the task with this id exists on the replica.
+func onReplica(t *testing.T, replica *rwhtest.Redis, id string) bool {
+	t.Helper()
+	n, err := replica.Client(t).Exists(t.Context(), "asynq:{ns.hook}:t:"+id).Result()
+	if err != nil {
+		t.Fatalf("replica: %v", err)
+	}
+	return n == 1
+}
+
+// TestReplicaAcknowledgement: with a replica up a 200 means the task is on it; with the replica
+// stopped the answer is 503, also for a re-delivery; once the replica is back the task the
+// primary kept is acknowledged as a duplicate and not enqueued again.
+func TestReplicaAcknowledgement(t *testing.T) {
+	f, replica := replicatedFixture(t)
+	body := event("email.sent")
+	post := func(id string) response { return f.deliver(t, id, body) }
+
+	if r := post("msg_rep_1"); r.code != http.StatusOK || !strings.Contains(r.body, "enqueued") {
+		t.Fatalf("replica up: %d %s", r.code, r.body)
+	}
+	if !onReplica(t, replica, "msg_rep_1") { // no polling: the 200 waited for the replica
+		t.Fatal("200 answered but the task is not on the replica")
+	}
+
+	replica.Stop()
+	for i, want := range []string{"first delivery", "re-delivery"} {
+		r := post("msg_rep_2")
+		if r.code != http.StatusServiceUnavailable || r.hdr.Get("Retry-After") == "" || !strings.Contains(r.body, "replicas") {
+			t.Fatalf("replica down, %s: %d %q Retry-After=%q", want, r.code, r.body, r.hdr.Get("Retry-After"))
+		}
+		if got := f.count("503", "replica_shortfall"); got != float64(i+1) {
+			t.Fatalf("requests_total{503,replica_shortfall} = %v, want %d", got, i+1)
+		}
+	}
+	if _, ok := f.task(t, "ns.hook", "msg_rep_2"); !ok {
+		t.Fatal("the primary does not hold the task the 503 left behind")
+	}
+	if logs := f.logs.String(); !strings.Contains(logs, `"reason":"replica_shortfall"`) || !strings.Contains(logs, "0 of 1 replicas acknowledged within 200ms") {
+		t.Errorf("the shortfall is not logged with its cause:\n%s", f.logs.Tail(5))
+	}
+
+	if err := replica.Start(); err != nil { // back and in sync
+		t.Fatal(err)
+	}
+	before := f.tasks(t, "ns.hook")
+	if r := post("msg_rep_2"); r.code != http.StatusOK || !strings.Contains(r.body, "duplicate") {
+		t.Fatalf("re-delivery with the replica back: %d %s, want 200 duplicate", r.code, r.body)
+	}
+	if after := f.tasks(t, "ns.hook"); after != before || !onReplica(t, replica, "msg_rep_2") {
+		t.Fatalf("tasks %d → %d, on replica %v; want nothing new and the task replicated", before, after, onReplica(t, replica, "msg_rep_2"))
+	}
+}
+
+// TestReplicaAckCoversDuplicates: a task written on another connection while the replica is
+// frozen is not on the replica, so its re-delivery must not get 200 until the replica has it.
+// The handler's connections wrote nothing since the freeze and all their writes were
+// acknowledged: a WAIT without a write of its own first would count the frozen replica.
+func TestReplicaAckCoversDuplicates(t *testing.T) {
+	f, replica := replicatedFixture(t)
+	body := event("email.sent")
+	post := func(id string) response { return f.deliver(t, id, body) }
+	for _, id := range []string{"msg_warm_1", "msg_warm_2"} { // connections with acknowledged writes
+		if r := post(id); r.code != http.StatusOK {
+			t.Fatalf("warm-up %s: %d %s", id, r.code, r.body)
+		}
+	}
+
+	if err := replica.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = replica.Resume() })
+	// Enqueued outside any receiver: a plain client on its own connection, no WAIT.
+	if _, err := f.client.Enqueue(asynq.NewTask("resend:email.sent", body), asynq.Queue("ns.hook"), asynq.TaskID("msg_other")); err != nil {
+		t.Fatal(err)
+	}
+	if r := post("msg_other"); r.code != http.StatusServiceUnavailable || !strings.Contains(r.body, "replicas") {
+		t.Fatalf("re-delivery with the replica frozen: %d %s, want 503 replica_shortfall", r.code, r.body)
+	}
+	if r := post("msg_frozen"); r.code != http.StatusServiceUnavailable {
+		t.Fatalf("new delivery with the replica frozen: %d %s, want 503", r.code, r.body)
+	}
+
+	if err := replica.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"msg_other", "msg_frozen"} {
+		rwhtest.EventuallyTrue(t, 10*time.Second, "200 duplicate once the replica caught up", func() bool {
+			r := post(id)
+			return r.code == http.StatusOK && strings.Contains(r.body, "duplicate")
+		})
+		if !onReplica(t, replica, id) {
+			t.Fatalf("%s acknowledged but not on the replica", id)
+		}
+	}
+}
+
+// TestReplicaAckNeedsItsClient: a handler whose asynq client does not go through the hook must
+// not answer 200 as if the replicas had confirmed.
+func TestReplicaAckNeedsItsClient(t *testing.T) {
+	f := newFixture(t, nil)
+	rdb := redis.NewClient(&redis.Options{Addr: f.redis.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ack, err := NewReplicaAck(rdb, 1, testReplicaTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.serve(t, func(o *Options) { o.Replicas = ack }) // o.Client is the fixture's own client
+	body := event("email.sent")
+	if r := f.deliver(t, "msg_nohook", body); r.code != http.StatusServiceUnavailable {
+		t.Fatalf("got %d %s, want 503", r.code, r.body)
+	}
+	if !strings.Contains(f.logs.String(), "no WAIT ran") {
+		t.Errorf("the cause is not logged:\n%s", f.logs.Tail(3))
+	}
+	for _, bad := range []struct {
+		n int
+		d time.Duration
+	}{{0, time.Second}, {1, 0}, {1, time.Microsecond}} {
+		if _, err := NewReplicaAck(rdb, bad.n, bad.d); err == nil {
+			t.Errorf("NewReplicaAck(%d, %s) accepted", bad.n, bad.d)
+		}
+	}
+}
