@@ -86,6 +86,8 @@ func Full() *v1alpha1.ResendWebhook {
 					URL: "https://app.mail.svc/hooks/resend", Timeout: d(5 * time.Second),
 					SigningSecretRef: &v1alpha1.SecretKeyRef{Name: "sink", Key: "secret"},
 				},
+				CircuitBreaker: v1alpha1.CircuitBreakerSpec{FailureThreshold: new(int32(3)), ProbeInterval: d(time.Second),
+					MaxProbeInterval: d(30 * time.Second), MaxHold: d(2 * time.Hour)},
 			},
 		},
 	}
