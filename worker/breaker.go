@@ -238,7 +238,7 @@ func (b *breaker) done(err error, probe bool) (hold bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
-	defer b.failing.Store(b.c.failures > 0)
+	defer func() { b.failing.Store(b.c.failures > 0) }()
 	switch v.kind {
 	case verdictNone:
 		if probe {
