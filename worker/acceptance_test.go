@@ -119,7 +119,9 @@ func runOutage(t *testing.T, maxHold time.Duration, events int, outage time.Dura
 	store := queuestore.New(rdb, queue)
 	if wantDead { // B: wait until the backlog is all dead letters before the sink returns
 		testutil.Eventually(t, 3*time.Minute, "every event dead-lettered", func() error {
-			return expectFigures(ctx, store, func(f queuestore.Figures) bool { return f.Dead == int64(acked) && f.Pending+f.Active+f.Retry+f.Scheduled == 0 })
+			return expectFigures(ctx, store, func(f queuestore.Figures) bool {
+				return f.Dead == int64(acked) && f.Pending+f.Active+f.Retry+f.Scheduled == 0
+			})
 		})
 	}
 	if left := outage - time.Since(outageStart); left > 0 {
@@ -326,4 +328,3 @@ func get(url string) int {
 	_ = resp.Body.Close()
 	return resp.StatusCode
 }
-
