@@ -45,9 +45,17 @@ func (w *Worker) keepOnce(ctx context.Context) {
 	restored, absorbed, err := w.store.Keep(kctx, time.Now(), keeperBatches)
 	w.metrics.restored.Add(float64(restored.Restored))
 	w.metrics.absorbed.Add(float64(absorbed))
-	if err != nil && ctx.Err() == nil {
-		w.log.Warn("keeper: could not restore parked events or absorb archived ones; retrying", "error", err.Error())
+	if ctx.Err() != nil {
+		return
 	}
+	// Log the change, not every second of a Redis outage.
+	switch failing := err != nil; {
+	case failing && !w.keeperFailing:
+		w.log.Warn("keeper: could not restore parked events or absorb archived ones; retrying every second", "error", err.Error())
+	case !failing && w.keeperFailing:
+		w.log.Info("keeper: working again")
+	}
+	w.keeperFailing = err != nil
 }
 
 func (w *Worker) reportSink(ctx context.Context) {

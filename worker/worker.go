@@ -126,6 +126,9 @@ type Worker struct {
 	stopCh   chan struct{} // closed when shutdown begins: holders park their events
 	nudge    chan struct{} // wakes the keeper (a dead letter was just written)
 	reported chan struct{} // wakes the sink reporter (the breaker changed)
+	// keeperFailing is the keeper's last outcome, to log changes only (keeper goroutine, then
+	// Run after it stopped).
+	keeperFailing bool
 
 	mu      sync.Mutex
 	running bool

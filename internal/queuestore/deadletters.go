@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -268,19 +267,20 @@ func (s *Store) ReplayAll(ctx context.Context, opt ReplayOptions) (ReplayResult,
 	return total, joinBounded(errs)
 }
 
-// eachBatch calls fn with the ids of the dead letters that failed before it started, oldest
-// first, BatchSize at a time; fn returns how many of them it removed from the index, so ids it
-// left (failures) are skipped rather than retried forever. Dead letters added meanwhile (a
-// replayed event that fails again) are not included.
+// eachBatch calls fn with the ids of the dead letters, oldest failure first, BatchSize at a
+// time, until it has seen as many as existed when it started; fn returns how many of them it
+// removed from the index, so ids it left (failures) are skipped rather than retried forever.
+// Bounding by count rather than by time keeps it independent of the workers' clocks, and keeps
+// a replayed event that fails again right away from being replayed twice.
 func (s *Store) eachBatch(ctx context.Context, fn func(ids []string) (removed int)) error {
 	limit, err := s.Count(ctx)
 	if err != nil {
 		return err
 	}
-	until := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	offset, seen := int64(0), int64(0)
 	for seen < limit && ctx.Err() == nil {
-		ids, err := s.rdb.ZRangeByScore(ctx, s.k.dead, &redis.ZRangeBy{Min: "-inf", Max: until, Offset: offset, Count: BatchSize}).Result()
+		count := min(BatchSize, limit-seen)
+		ids, err := s.rdb.ZRange(ctx, s.k.dead, offset, offset+count-1).Result()
 		if err != nil {
 			return fmt.Errorf("list dead letters: %w", err)
 		}
