@@ -48,34 +48,52 @@ func (s *Store) RemoveRecord(ctx context.Context, id string) error {
 func (s *Store) Absorb(ctx context.Context, maxBatches int) (int, error) {
 	total := 0
 	for batch := 0; maxBatches == 0 || batch < maxBatches; batch++ {
-		res, err := absorbRecordedScript.Run(ctx, s.rdb, []string{s.k.archived, s.k.heldMsg}, s.k.deadPrefix, BatchSize).Int64Slice()
-		if err != nil {
-			return total, fmt.Errorf("absorb archived tasks: %w", err)
+		res, err := absorbRecordedScript.Run(ctx, s.rdb, []string{s.k.archived, s.k.heldMsg}, s.k.deadPrefix, BatchSize).Slice()
+		if err != nil || len(res) == 0 {
+			return total, fmt.Errorf("absorb archived tasks: %w", cmpErr(err))
 		}
-		moved := int(res[0])
-		if res[1] > 0 {
-			n, err := s.absorbUnrecorded(ctx)
-			moved += n
-			if err != nil {
-				return total + moved, err
+		left, _ := res[0].(int64)
+		moved := make([]string, 0, len(res)-1)
+		for _, v := range res[1:] {
+			if id, ok := v.(string); ok {
+				moved = append(moved, id)
 			}
 		}
-		total += moved
-		if moved == 0 {
+		if left > 0 {
+			ids, err := s.absorbUnrecorded(ctx)
+			moved = append(moved, ids...)
+			if err != nil {
+				return total + len(moved), err
+			}
+		}
+		total += len(moved)
+		if err := s.slimMarkers(ctx, moved); err != nil {
+			return total, err
+		}
+		if len(moved) == 0 {
 			return total, nil // nothing (more) can move now
 		}
 	}
 	return total, nil
 }
 
-// absorbUnrecorded copies one page of archived tasks that have no record into the store.
-func (s *Store) absorbUnrecorded(ctx context.Context) (int, error) {
+// cmpErr names an empty script reply, which Redis never sends for these scripts.
+func cmpErr(err error) error {
+	if err == nil {
+		return errors.New("empty reply")
+	}
+	return err
+}
+
+// absorbUnrecorded copies one page of archived tasks that have no record into the store and
+// returns the ids it moved.
+func (s *Store) absorbUnrecorded(ctx context.Context) ([]string, error) {
 	infos, err := s.insp.ListArchivedTasks(s.queue, asynq.PageSize(BatchSize))
 	if errors.Is(err, asynq.ErrQueueNotFound) {
-		return 0, nil
+		return nil, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("absorb archived tasks: %w", err)
+		return nil, fmt.Errorf("absorb archived tasks: %w", err)
 	}
 	calls := make([]scriptCall, 0, len(infos))
 	for _, ti := range infos {
@@ -86,19 +104,19 @@ func (s *Store) absorbUnrecorded(ctx context.Context) (int, error) {
 		})
 	}
 	if len(calls) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	cmds, err := runBatch(ctx, s.rdb, absorbScript, calls)
 	if err != nil {
-		return 0, fmt.Errorf("absorb archived tasks: %w", err)
+		return nil, fmt.Errorf("absorb archived tasks: %w", err)
 	}
-	n := 0
-	for _, c := range cmds {
+	var moved []string
+	for i, c := range cmds {
 		if v, _ := c.Int(); v == 1 {
-			n++
+			moved = append(moved, infos[i].ID)
 		}
 	}
-	return n, nil
+	return moved, nil
 }
 
 // RecordFromTaskInfo is the record of a task Asynq archived: Asynq counts retries before the

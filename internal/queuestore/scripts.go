@@ -34,21 +34,21 @@ return n`)
 
 // absorbRecordedScript takes out of Asynq's archived set the ids that already have a record
 // (the normal path: the worker wrote it before Asynq archived the task). Ids a breaker parked
-// are left to the restore step. Returns {moved, left}.
+// are left to the restore step. Returns {left, moved id, moved id, …}.
 //
 // KEYS[1] asynq archived, KEYS[2] held msgs; ARGV[1] record key prefix, ARGV[2] batch size
 var absorbRecordedScript = redis.NewScript(`
 local ids = redis.call("ZRANGE", KEYS[1], 0, tonumber(ARGV[2]) - 1)
-local moved, left = 0, 0
+local res = {0}
 for _, id in ipairs(ids) do
 	if redis.call("EXISTS", ARGV[1] .. id) == 1 and redis.call("HEXISTS", KEYS[2], id) == 0 then
 		redis.call("ZREM", KEYS[1], id)
-		moved = moved + 1
+		table.insert(res, id)
 	else
-		left = left + 1
+		res[1] = res[1] + 1
 	end
 end
-return {moved, left}`)
+return res`)
 
 // absorbScript copies one task Asynq archived on its own into the store and takes it out of
 // Asynq's archived set, atomically. A record that exists wins (the worker's is richer).
