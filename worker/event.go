@@ -99,8 +99,8 @@ func Typed[T any](fn func(ctx context.Context, ev *Event, data T) error) Handler
 	}
 }
 
-// Permanent marks err as not worth retrying: the event goes to the dead-letter set (Asynq's
-// archived tasks) at once. A nil err stays nil.
+// Permanent marks err as not worth retrying: the event is dead-lettered at once (see the dlq
+// command to list and replay dead letters). A nil err stays nil.
 func Permanent(err error) error {
 	if err == nil {
 		return nil

@@ -11,7 +11,7 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
 )
 
-// flags are the worker's command-line flags (DESIGN.md §5), shared by the built-in "worker"
+// flags are the worker's command-line flags, shared by the built-in "worker"
 // subcommand and Main, so the controller's rendered args work for a custom image too.
 type flags struct {
 	adminListen    string
@@ -30,6 +30,8 @@ type flags struct {
 	shutdownGrace  time.Duration
 	pollInterval   time.Duration
 	logLevel       slog.Level
+	dedupWindow    time.Duration
+	breaker        BreakerConfig
 }
 
 func (f *flags) register(fs *flag.FlagSet) {
@@ -50,6 +52,11 @@ func (f *flags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", DefaultShutdownGrace, "on SIGTERM, how long in-flight attempts may finish before they are handed back to the queue")
 	fs.DurationVar(&f.pollInterval, "poll-interval", DefaultPollInterval, "how often an idle worker checks for new tasks and due retries")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "info logs lifecycle and every failed attempt; warn logs failures only")
+	fs.DurationVar(&f.dedupWindow, "dedup-window", DefaultDedupWindow, "the receiver's --dedup-window: the retention a dead letter keeps for its replay")
+	fs.IntVar(&f.breaker.Threshold, "breaker-threshold", DefaultBreakerThreshold, "consecutive sink-down failures (connection refused/reset, timeout, 429, 502, 503, 504) that open the circuit breaker; 0 disables it")
+	fs.DurationVar(&f.breaker.ProbeInterval, "breaker-probe-interval", DefaultBreakerProbeInterval, "wait before the open breaker's first probe delivery; doubles after each failed probe")
+	fs.DurationVar(&f.breaker.MaxProbeInterval, "breaker-max-probe-interval", DefaultBreakerMaxProbeInterval, "cap of the wait between probes (and of a sink's Retry-After)")
+	fs.DurationVar(&f.breaker.MaxHold, "breaker-max-hold", DefaultBreakerMaxHold, "how long the open breaker holds events; after it they are delivered under the retry policy (and dead-lettered while the sink stays down)")
 }
 
 // parseFlags parses args (RWH_* env fallback) into a Config and the sink settings.
@@ -60,11 +67,19 @@ func parseFlags(name, summary string, args []string, getenv func(string) string,
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return Config{}, SinkConfig{}, err
 	}
+	grace := f.shutdownGrace
+	if grace == 0 {
+		grace = NoShutdownGrace // in Config, zero means the default
+	}
+	breaker := f.breaker
+	breaker.Disabled = breaker.Threshold == 0
 	cfg := Config{
 		Queue:         f.queue,
 		Concurrency:   f.concurrency,
 		MaxDuration:   f.maxDuration,
-		ShutdownGrace: f.shutdownGrace,
+		ShutdownGrace: grace,
+		DedupWindow:   f.dedupWindow,
+		Breaker:       breaker,
 		PollInterval:  f.pollInterval,
 		AdminListen:   f.adminListen,
 		Retry: RetryPolicy{MaxAttempts: f.maxAttempts, Factor: f.factor, MinBackoff: f.minBackoff,
@@ -81,6 +96,12 @@ func parseFlags(name, summary string, args []string, getenv func(string) string,
 	}
 	if f.shutdownGrace < 0 {
 		errs = append(errs, errors.New("--shutdown-grace must not be negative"))
+	}
+	if f.breaker.Threshold < 0 {
+		errs = append(errs, errors.New("--breaker-threshold must not be negative"))
+	}
+	if f.dedupWindow < time.Second {
+		errs = append(errs, errors.New("--dedup-window must be at least 1s"))
 	}
 	rc, err := f.redis.Config()
 	if err == nil {

@@ -73,9 +73,25 @@ type sinkRequest struct {
 // answer of the n-th request (0-based).
 type testSink struct {
 	*httptest.Server
-	mu   sync.Mutex
-	reqs []sinkRequest
+	mu    sync.Mutex
+	reqs  []sinkRequest
+	codes []int
 }
+
+// down reports whether the last answer was not a 2xx.
+func (s *testSink) down() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.codes) == 0 || s.codes[len(s.codes)-1]/100 != 2
+}
+
+// statusRecorder remembers the status a test sink's handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) { r.code = code; r.ResponseWriter.WriteHeader(code) }
 
 func newTestSink(t testing.TB, respond func(n int, w http.ResponseWriter, r *http.Request)) *testSink {
 	s := &testSink{}
@@ -85,7 +101,11 @@ func newTestSink(t testing.TB, respond func(n int, w http.ResponseWriter, r *htt
 		n := len(s.reqs)
 		s.reqs = append(s.reqs, sinkRequest{at: time.Now(), header: r.Header.Clone(), body: body, length: r.ContentLength})
 		s.mu.Unlock()
-		respond(n, w, r)
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		respond(n, rec, r)
+		s.mu.Lock()
+		s.codes = append(s.codes, rec.code)
+		s.mu.Unlock()
 	}))
 	t.Cleanup(s.Close)
 	return s

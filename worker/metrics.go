@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
 )
 
 // metrics are the worker's Prometheus series, on a registry of their own.
@@ -24,9 +25,16 @@ type metrics struct {
 	inFlight     prometheus.Gauge
 	queueTasks   *prometheus.GaugeVec
 	queueLatency *prometheus.GaugeVec
+	panics       prometheus.Counter
+	circuitOpen  prometheus.Gauge
+	transitions  *prometheus.CounterVec
+	held         prometheus.Gauge
+	parked       prometheus.Counter
+	restored     prometheus.Counter
+	absorbed     prometheus.Counter
 }
 
-var queueStates = []string{"pending", "active", "scheduled", "retry", "archived", "completed"}
+var queueStates = []string{"pending", "active", "scheduled", "retry", "archived", "completed", "held"}
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	byType := []string{"event_type"}
@@ -57,20 +65,43 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		queueLatency: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rwh_worker_queue_latency_seconds", Help: "Age of the oldest pending task.",
 		}, []string{"queue"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rwh_worker_panics_total", Help: "Handler panics, recovered and counted as failed attempts.",
+		}),
+		circuitOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rwh_worker_circuit_open", Help: "1 while the circuit breaker is open (the sink looks down), else 0.",
+		}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rwh_worker_circuit_transitions_total", Help: "Circuit breaker transitions, by the state entered: open, closed, expired (open longer than max hold).",
+		}, []string{"state"}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rwh_worker_held", Help: "Events this worker's handlers hold now because the circuit breaker is open.",
+		}),
+		parked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rwh_worker_parked_total", Help: "Held events parked (handed back without an attempt counted) to be restored to the queue.",
+		}),
+		restored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rwh_worker_restored_total", Help: "Parked events this worker's keeper put back in the queue.",
+		}),
+		absorbed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rwh_worker_absorbed_total", Help: "Dead letters this worker's keeper moved from Asynq's archive into the dead-letter store.",
+		}),
+	}
+	for _, s := range []string{"open", "closed", "expired"} {
+		m.transitions.WithLabelValues(s)
 	}
 	reg.MustRegister(m.processed, m.succeeded, m.retried, m.deadLettered, m.duration, m.inFlight, m.queueTasks, m.queueLatency,
+		m.panics, m.circuitOpen, m.transitions, m.held, m.parked, m.restored, m.absorbed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // observeFailure counts a failed attempt the way asynq will treat it (same order of checks).
 func (m *metrics) observeFailure(ctx context.Context, eventType string, err error) (outcome string) {
-	retried, _ := asynq.GetRetryCount(ctx)
-	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	switch {
 	case errors.Is(err, asynq.RevokeTask):
 		return "revoked"
-	case retried >= maxRetry || errors.Is(err, asynq.SkipRetry):
+	case isFinal(ctx, err):
 		m.deadLettered.WithLabelValues(eventType).Inc()
 		return "dead-lettered"
 	default:
@@ -82,28 +113,23 @@ func (m *metrics) observeFailure(ctx context.Context, eventType string, err erro
 // queueWatcher keeps the queue gauges current and answers readiness from a cached PING, so
 // neither a scrape nor a probe waits on Redis.
 type queueWatcher struct {
-	queue     string
-	client    redis.UniversalClient
-	inspector *asynq.Inspector
-	m         *metrics
-	log       *slog.Logger
-	period    time.Duration
-	readyErr  atomic.Pointer[error]
+	client   redis.UniversalClient
+	store    *queuestore.Store
+	m        *metrics
+	log      *slog.Logger
+	period   time.Duration
+	readyErr atomic.Pointer[error]
 }
 
-func newQueueWatcher(opt asynq.RedisConnOpt, queue string, m *metrics, log *slog.Logger) (*queueWatcher, error) {
-	c, ok := opt.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, errors.New("unexpected redis client type")
-	}
-	w := &queueWatcher{queue: queue, client: c, inspector: asynq.NewInspectorFromRedisClient(c), m: m, log: log, period: 5 * time.Second}
+func newQueueWatcher(c redis.UniversalClient, store *queuestore.Store, m *metrics, log *slog.Logger) *queueWatcher {
+	w := &queueWatcher{client: c, store: store, m: m, log: log, period: 5 * time.Second}
 	notYet := errors.New("redis not checked yet")
 	w.readyErr.Store(&notYet)
 	for _, s := range queueStates {
-		m.queueTasks.WithLabelValues(queue, s).Set(0) // present (as zero) before the queue exists
+		m.queueTasks.WithLabelValues(store.Queue(), s).Set(0) // present (as zero) before the queue exists
 	}
-	m.queueLatency.WithLabelValues(queue).Set(0)
-	return w, nil
+	m.queueLatency.WithLabelValues(store.Queue()).Set(0)
+	return w
 }
 
 // ready is the /readyz check: the last PING succeeded.
@@ -111,13 +137,12 @@ func (w *queueWatcher) ready(context.Context) error { return *w.readyErr.Load() 
 
 // run pings every 2 s and refreshes the queue gauges every period until ctx is done.
 func (w *queueWatcher) run(ctx context.Context) {
-	defer func() { _ = w.client.Close() }()
 	ping := time.NewTicker(2 * time.Second)
 	defer ping.Stop()
 	refresh := time.NewTicker(w.period)
 	defer refresh.Stop()
 	w.ping(ctx)
-	w.refresh()
+	w.refresh(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -125,7 +150,7 @@ func (w *queueWatcher) run(ctx context.Context) {
 		case <-ping.C:
 			w.ping(ctx)
 		case <-refresh.C:
-			w.refresh()
+			w.refresh(ctx)
 		}
 	}
 }
@@ -144,21 +169,17 @@ func (w *queueWatcher) ping(ctx context.Context) {
 	w.readyErr.Store(&err)
 }
 
-func (w *queueWatcher) refresh() {
-	queues, err := w.inspector.Queues()
+func (w *queueWatcher) refresh(ctx context.Context) {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	f, err := w.store.Figures(fctx)
 	if err != nil {
 		return // the readiness check reports Redis trouble; keep the last figures
 	}
-	if !slices.Contains(queues, w.queue) {
-		return // no task was ever enqueued: the zeros set at start stand
+	q := w.store.Queue()
+	for state, n := range map[string]int64{"pending": f.Pending, "active": f.Active, "scheduled": f.Scheduled,
+		"retry": f.Retry, "archived": f.Dead, "completed": f.Completed, "held": f.Held} {
+		w.m.queueTasks.WithLabelValues(q, state).Set(float64(n))
 	}
-	info, err := w.inspector.GetQueueInfo(w.queue)
-	if err != nil {
-		return
-	}
-	for state, n := range map[string]int{"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
-		"retry": info.Retry, "archived": info.Archived, "completed": info.Completed} {
-		w.m.queueTasks.WithLabelValues(w.queue, state).Set(float64(n))
-	}
-	w.m.queueLatency.WithLabelValues(w.queue).Set(info.Latency.Seconds())
+	w.m.queueLatency.WithLabelValues(q).Set(f.Latency.Seconds())
 }

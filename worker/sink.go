@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,32 +34,46 @@ type SinkConfig struct {
 	MaxConns int
 }
 
-// Validate reports a config the forwarder cannot use.
+// Validate reports a config the forwarder cannot use. Its messages show the URL without path
+// or query, which may carry a token.
 func (c SinkConfig) Validate() error {
 	u, err := url.Parse(c.URL)
 	switch {
 	case c.URL == "":
 		return errors.New("sink url is empty")
 	case err != nil:
-		return fmt.Errorf("sink url: %w", err)
+		return errors.New("sink url does not parse")
 	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Errorf("sink url %q: scheme must be http or https", c.URL)
+		return fmt.Errorf("sink url %q: scheme must be http or https", redactURL(u))
 	case u.Host == "":
-		return fmt.Errorf("sink url %q has no host", c.URL)
+		return fmt.Errorf("sink url %q has no host", redactURL(u))
 	case c.Timeout <= 0:
 		return fmt.Errorf("sink timeout %s: must be positive", c.Timeout)
 	}
 	return nil
 }
 
+// redactURL is u without path, query and fragment ("https://host/…"): what logs and errors
+// may show of a sink URL.
+func redactURL(u *url.URL) string {
+	s := u.Scheme + "://" + u.Host
+	if u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		s += "/…"
+	}
+	return s
+}
+
 // Sink is the built-in handler: it POSTs each event's original body to an HTTP endpoint,
 // signed the Standard Webhooks way (webhook-id, webhook-timestamp, webhook-signature), so the
 // endpoint can verify it with any Svix library.
 //
-// Outcomes: 2xx → done; 408, 429, 5xx, timeouts, connection errors and redirects → retried per
-// the retry policy; any other 4xx → dead-lettered at once (the sink rejected the event itself).
+// Outcomes: 2xx → done; connection errors, timeouts, 429, 502, 503 and 504 → Unavailable (the
+// sink looks down: retried, and counted by the circuit breaker); 408, other 5xx and redirects →
+// retried per the retry policy; any other 4xx → dead-lettered at once (the sink rejected the
+// event itself). Errors never show the URL's path or query.
 type Sink struct {
 	cfg     SinkConfig
+	shown   string // the URL as errors may show it
 	client  *http.Client
 	secret  *secretFile
 	log     *slog.Logger
@@ -74,7 +89,8 @@ func NewSink(cfg SinkConfig, log *slog.Logger, reg prometheus.Registerer) (*Sink
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Sink{cfg: cfg, client: newSinkClient(cfg), log: log}
+	u, _ := url.Parse(cfg.URL) // Validate parsed it
+	s := &Sink{cfg: cfg, shown: redactURL(u), client: newSinkClient(cfg), log: log}
 	if cfg.SecretFile != "" {
 		s.secret = &secretFile{path: cfg.SecretFile, log: log}
 		if _, err := s.secret.load(time.Now()); err != nil {
@@ -150,12 +166,7 @@ func (s *Sink) HandleEvent(ctx context.Context, ev *Event) error {
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			s.timeout.Inc()
-			return fmt.Errorf("sink: no answer in time (sink timeout %s, or the attempt's max duration): %w", s.cfg.Timeout, err)
-		}
-		s.failed.Inc()
-		return fmt.Errorf("sink: %w", err)
+		return s.transportError(ctx, err)
 	}
 	// Drain a bounded amount so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -163,15 +174,63 @@ func (s *Sink) HandleEvent(ctx context.Context, ev *Event) error {
 	if c, ok := s.byClass[resp.StatusCode/100]; ok {
 		c.Inc()
 	}
-	return sinkOutcome(resp.StatusCode)
+	return sinkOutcome(resp.StatusCode, resp.Header.Get("Retry-After"), now)
 }
 
-// sinkOutcome maps the sink's status to nil (done), an error (retry) or a Permanent error.
-func sinkOutcome(code int) error {
+// transportError maps a failed POST (no answer) to the error the worker stores and logs: the
+// *url.Error's URL is replaced by scheme and host, and a sink that cannot be reached is
+// Unavailable. A cancelled context (the worker stops) says nothing about the sink.
+func (s *Sink) transportError(ctx context.Context, err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		err = fmt.Errorf("%s %s: %w", ue.Op, s.shown, ue.Err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		if errors.Is(err, context.Canceled) {
+			s.failed.Inc()
+			return fmt.Errorf("sink: %w: %w", errAttemptCut, err)
+		}
+		s.timeout.Inc()
+		return &unavailableError{err: fmt.Errorf("sink: no answer in time (sink timeout %s, or the attempt's max duration): %w", s.cfg.Timeout, err), class: "timeout"}
+	}
+	s.failed.Inc()
+	err = fmt.Errorf("sink: %w", err)
+	if class := transportClass(err); class != "" {
+		return &unavailableError{err: err, class: class}
+	}
+	return err
+}
+
+// transportClass names the kinds of transport failure that mean the sink is down; "" for the
+// others (a TLS certificate problem, say, is a configuration error, not an outage).
+func transportClass(err error) string {
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection reset"
+	case os.IsTimeout(err):
+		return "timeout"
+	case errors.As(err, &dnsErr), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH),
+		errors.As(err, &opErr) && opErr.Op == "dial":
+		return "unreachable"
+	}
+	return ""
+}
+
+// sinkOutcome maps the sink's status to nil (done), an error (retry), an Unavailable error
+// (the sink is overloaded or down: retry and count toward the breaker, honouring Retry-After
+// on 429 and 503) or a Permanent error.
+func sinkOutcome(code int, retryAfter string, now time.Time) error {
 	switch {
 	case code >= 200 && code < 300:
 		return nil
-	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
+	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
+		return &unavailableError{err: fmt.Errorf("sink answered %d", code), class: "http " + strconv.Itoa(code), retryAfter: parseRetryAfter(retryAfter, now)}
+	case code == http.StatusBadGateway || code == http.StatusGatewayTimeout:
+		return &unavailableError{err: fmt.Errorf("sink answered %d", code), class: "http " + strconv.Itoa(code)}
+	case code == http.StatusRequestTimeout, code >= 500:
 		return fmt.Errorf("sink answered %d", code)
 	case code >= 400 && code < 500:
 		return Permanent(fmt.Errorf("sink rejected the event with %d", code))

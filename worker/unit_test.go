@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -120,25 +121,51 @@ func TestRetryPolicyValidate(t *testing.T) {
 
 func TestSinkOutcome(t *testing.T) {
 	t.Parallel()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for code, want := range map[int]string{
 		200: "done", 201: "done", 204: "done", 299: "done",
-		500: "retry", 502: "retry", 503: "retry", 504: "retry", 408: "retry", 429: "retry", 301: "retry", 307: "retry",
+		500: "retry", 501: "retry", 505: "retry", 408: "retry", 301: "retry", 307: "retry",
+		429: "down", 502: "down", 503: "down", 504: "down",
 		400: "dead", 401: "dead", 403: "dead", 404: "dead", 410: "dead", 413: "dead", 422: "dead",
 	} {
-		err := sinkOutcome(code)
+		err := sinkOutcome(code, "", now)
 		got := "retry"
 		switch {
 		case err == nil:
 			got = "done"
 		case IsPermanent(err):
 			got = "dead"
+		case IsUnavailable(err):
+			got = "down"
 		}
 		if got != want {
 			t.Errorf("status %d → %s, want %s", code, got, want)
 		}
 	}
+	// Retry-After travels with 429 and 503 only.
+	for code, want := range map[int]time.Duration{429: 7 * time.Second, 503: 7 * time.Second, 502: 0, 504: 0} {
+		err := sinkOutcome(code, "7", now)
+		if v := classify(err); v.kind != verdictDown || v.retryAfter != want || v.class != "http "+strconv.Itoa(code) {
+			t.Errorf("status %d with Retry-After 7: verdict %+v, want retry after %s", code, v, want)
+		}
+	}
 }
 
+func TestParseRetryAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"": 0, "0": 0, "-5": 0, "120": 2 * time.Minute, " 3 ": 3 * time.Second, "soon": 0, "1.5": 0,
+		"Fri, 02 Jan 2026 03:05:05 GMT": time.Minute, // HTTP date, one minute ahead
+		"Fri, 02 Jan 2026 03:00:00 GMT": 0,           // in the past
+		"99999999999999999999":          0,           // does not parse as int64
+		"999999999999":                  maxRetryAfter,
+	} {
+		if got := parseRetryAfter(in, now); got != want {
+			t.Errorf("parseRetryAfter(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
 func TestRouterLongestMatch(t *testing.T) {
 	t.Parallel()
 	var r router

@@ -3,18 +3,24 @@ package worker
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/admin"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/task"
 )
 
@@ -32,8 +38,15 @@ type Config struct {
 	// MaxDuration bounds one attempt, on top of the Timeout each task carries.
 	MaxDuration time.Duration
 	// ShutdownGrace is how long in-flight attempts may run on after shutdown begins; what is
-	// unfinished then is handed back to Redis and runs again later.
+	// unfinished then is handed back to Redis and runs again later. Zero means
+	// DefaultShutdownGrace; NoShutdownGrace hands everything back at once.
 	ShutdownGrace time.Duration
+	// Breaker configures the circuit breaker; the zero value is on with the defaults.
+	Breaker BreakerConfig
+	// DedupWindow is the Retention a dead letter records for its replay (how long its svix-id
+	// is remembered after the replay completed); zero means DefaultDedupWindow. Use the
+	// receiver's --dedup-window.
+	DedupWindow time.Duration
 	// PollInterval is how often an idle worker looks for new tasks and for due retries.
 	PollInterval time.Duration
 	// AdminListen is the address of /healthz, /readyz and /metrics; empty disables it.
@@ -51,7 +64,12 @@ const (
 	DefaultMaxDuration   = 60 * time.Second
 	DefaultShutdownGrace = 25 * time.Second
 	DefaultPollInterval  = time.Second
+	DefaultDedupWindow   = 24 * time.Hour
 )
+
+// NoShutdownGrace as Config.ShutdownGrace hands unfinished attempts back to Redis as soon as
+// shutdown begins (--shutdown-grace=0).
+const NoShutdownGrace time.Duration = -1
 
 func (c *Config) setDefaults() {
 	c.Queue = cmp.Or(c.Queue, DefaultQueue)
@@ -59,6 +77,8 @@ func (c *Config) setDefaults() {
 	c.MaxDuration = cmp.Or(c.MaxDuration, DefaultMaxDuration)
 	c.ShutdownGrace = cmp.Or(c.ShutdownGrace, DefaultShutdownGrace)
 	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
+	c.DedupWindow = cmp.Or(c.DedupWindow, DefaultDedupWindow)
+	c.Breaker.setDefaults()
 	if c.Retry == (RetryPolicy{}) {
 		c.Retry = DefaultRetryPolicy
 	}
@@ -78,8 +98,11 @@ func (c Config) validate() error {
 	if c.MaxDuration < time.Second {
 		errs = append(errs, fmt.Errorf("max duration %s: must be at least 1s", c.MaxDuration))
 	}
-	if c.ShutdownGrace < 0 || c.PollInterval < 0 {
-		errs = append(errs, errors.New("shutdown grace and poll interval must not be negative"))
+	if (c.ShutdownGrace < 0 && c.ShutdownGrace != NoShutdownGrace) || c.PollInterval < 0 || c.DedupWindow < 0 {
+		errs = append(errs, errors.New("shutdown grace, poll interval and dedup window must not be negative"))
+	}
+	if err := c.Breaker.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Retry.Validate(); err != nil {
 		errs = append(errs, err)
@@ -94,6 +117,18 @@ type Worker struct {
 	routes  router
 	reg     *prometheus.Registry
 	metrics *metrics
+	breaker *breaker // nil when disabled
+	id      string   // names this worker in sink reports
+
+	// Set by Run.
+	store    *queuestore.Store
+	stopping atomic.Bool
+	stopCh   chan struct{} // closed when shutdown begins: holders park their events
+	nudge    chan struct{} // wakes the keeper (a dead letter was just written)
+	reported chan struct{} // wakes the sink reporter (the breaker changed)
+	// keeperFailing is the keeper's last outcome, to log changes only (keeper goroutine, then
+	// Run after it stopped).
+	keeperFailing bool
 
 	mu      sync.Mutex
 	running bool
@@ -106,7 +141,21 @@ func New(cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	reg := prometheus.NewRegistry()
-	return &Worker{cfg: cfg, log: cfg.Logger, reg: reg, metrics: newMetrics(reg)}, nil
+	w := &Worker{cfg: cfg, log: cfg.Logger, reg: reg, metrics: newMetrics(reg), id: workerID(),
+		stopCh: make(chan struct{}), nudge: make(chan struct{}, 1), reported: make(chan struct{}, 1)}
+	if !cfg.Breaker.Disabled {
+		w.breaker = newBreaker(cfg.Breaker, w.breakerChanged)
+	}
+	return w, nil
+}
+
+// workerID is the pod's name (the hostname) plus a random suffix, so two workers of one
+// process or one pod's restarts never share a sink report.
+func workerID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return cmp.Or(host, "worker") + "-" + hex.EncodeToString(b)
 }
 
 // Handle registers h for pattern: an event type ("email.bounced"), a prefix ("email.*"), or
@@ -131,7 +180,8 @@ func (w *Worker) Registry() *prometheus.Registry { return w.reg }
 func (w *Worker) Logger() *slog.Logger { return w.log }
 
 // Run processes events until ctx is done, then shuts down gracefully: it stops fetching,
-// lets in-flight attempts run for up to ShutdownGrace and hands the rest back to Redis.
+// parks the events its circuit breaker holds, lets in-flight attempts run for up to
+// ShutdownGrace and hands the rest back to Redis.
 func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Lock()
 	if w.running {
@@ -141,10 +191,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.running = true
 	w.mu.Unlock()
 
-	watcher, err := newQueueWatcher(w.cfg.Redis, w.cfg.Queue, w.metrics, w.log)
-	if err != nil {
-		return err
+	rdb, ok := w.cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return errors.New("worker: unexpected redis client type")
 	}
+	defer func() { _ = rdb.Close() }()
+	w.store = queuestore.New(rdb, w.cfg.Queue)
+	watcher := newQueueWatcher(rdb, w.store, w.metrics, w.log)
+
 	// Handlers get a context that outlives ctx: a SIGTERM must not abort attempts that the
 	// grace period allows to finish. It is cancelled once asynq has handed unfinished tasks back.
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
@@ -154,11 +208,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("worker: start: %w", err)
 	}
 	w.log.Info("worker started", "queue", w.cfg.Queue, "concurrency", w.cfg.Concurrency,
-		"max_attempts", w.cfg.Retry.MaxAttempts, "max_duration", w.cfg.MaxDuration.String())
+		"max_attempts", w.cfg.Retry.MaxAttempts, "max_duration", w.cfg.MaxDuration.String(),
+		"breaker", !w.cfg.Breaker.Disabled, "worker_id", w.id)
 
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	var bg sync.WaitGroup
 	bg.Go(func() { watcher.run(bgCtx) })
+	bg.Go(func() { w.keep(bgCtx) })
 	adminErr := make(chan error, 1)
 	if w.cfg.AdminListen != "" {
 		bg.Go(func() {
@@ -167,16 +223,27 @@ func (w *Worker) Run(ctx context.Context) error {
 		})
 	}
 
+	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-adminErr: // e.g. the port is taken: stop processing too
 	}
-	w.log.Info("shutting down: no new attempts; in-flight ones may finish", "grace", w.cfg.ShutdownGrace.String())
+	w.log.Info("shutting down: no new attempts; in-flight ones may finish", "grace", max(w.cfg.ShutdownGrace, 0).String())
+	w.stopping.Store(true)
+	close(w.stopCh)
 	srv.Stop()
 	srv.Shutdown()
 	cancelHandlers()
 	stopBg()
 	bg.Wait()
+	// Asynq has completed what this worker parked: put it back in the queue now rather than
+	// leave it to the next worker's keeper, and withdraw this worker's sink report.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	w.keepOnce(fctx)
+	if err := w.store.RemoveSinkReport(fctx, w.id); err != nil {
+		w.log.Warn("could not remove the sink report", "error", err.Error())
+	}
 	w.log.Info("worker stopped")
 	return err
 }
@@ -188,10 +255,10 @@ func (w *Worker) serverConfig(handlerCtx context.Context) asynq.Config {
 		BaseContext:    func() context.Context { return handlerCtx },
 		RetryDelayFunc: w.cfg.Retry.RetryDelayFunc(),
 		// A handler cancelled because this worker stops did not fail: asynq then retries the
-		// task without counting an attempt.
-		IsFailure:                func(err error) bool { return !errors.Is(err, context.Canceled) },
+		// task without counting an attempt. Any other cancellation is a failure.
+		IsFailure:                func(err error) bool { return !(errors.Is(err, context.Canceled) && w.stopping.Load()) },
 		ErrorHandler:             asynq.ErrorHandlerFunc(w.handleError),
-		ShutdownTimeout:          w.cfg.ShutdownGrace,
+		ShutdownTimeout:          asynqShutdownTimeout(w.cfg.ShutdownGrace),
 		TaskCheckInterval:        w.cfg.PollInterval,
 		DelayedTaskCheckInterval: w.cfg.PollInterval,
 		HealthCheckFunc: func(err error) {
@@ -204,9 +271,20 @@ func (w *Worker) serverConfig(handlerCtx context.Context) asynq.Config {
 	}
 }
 
-// processTask runs one attempt: bound it by MaxDuration, route it, record metrics. A panicking
-// handler is recorded as a failure too (asynq turns the panic into an error and retries).
-func (w *Worker) processTask(ctx context.Context, t *asynq.Task) (err error) {
+// asynqShutdownTimeout maps the grace to asynq's ShutdownTimeout, where zero means 8 s: no
+// grace becomes the smallest positive duration.
+func asynqShutdownTimeout(grace time.Duration) time.Duration {
+	return max(grace, time.Nanosecond)
+}
+
+// errParked is returned by deliver when the event was parked: asynq gets nil (it completes the
+// task) and the keeper restores it, so the attempt is not consumed.
+var errParked = errors.New("parked while the sink is unavailable")
+
+// processTask runs one attempt: bound it by MaxDuration, route it, record metrics. On the
+// attempt that dead-letters the event the record goes to the dead-letter store before asynq
+// sees the error, so a crash at any point leaves the event queued, stored, or both.
+func (w *Worker) processTask(ctx context.Context, t *asynq.Task) error {
 	eventType, ok := task.EventType(t.Type())
 	if !ok {
 		eventType = t.Type()
@@ -215,21 +293,86 @@ func (w *Worker) processTask(ctx context.Context, t *asynq.Task) (err error) {
 	defer cancel()
 	start := time.Now()
 	w.metrics.inFlight.Inc()
-	completed := false
-	defer func() {
-		w.metrics.inFlight.Dec()
-		label := metricLabel(eventType)
-		w.metrics.processed.WithLabelValues(label).Inc()
-		outcome := "failure"
-		if completed && err == nil {
-			outcome = "success"
-			w.metrics.succeeded.WithLabelValues(label).Inc()
+	defer w.metrics.inFlight.Dec()
+	err := w.dispatch(ctx, t, eventType, ok)
+	label := metricLabel(eventType)
+	if errors.Is(err, errParked) {
+		w.metrics.parked.Inc()
+		return nil
+	}
+	w.metrics.processed.WithLabelValues(label).Inc()
+	if err == nil {
+		w.metrics.succeeded.WithLabelValues(label).Inc()
+		w.metrics.duration.WithLabelValues(label, "success").Observe(time.Since(start).Seconds())
+		if retried, _ := asynq.GetRetryCount(ctx); retried > 0 {
+			w.removeStaleRecord(ctx)
 		}
-		w.metrics.duration.WithLabelValues(label, outcome).Observe(time.Since(start).Seconds())
-	}()
-	err = w.dispatch(ctx, t, eventType, ok)
-	completed = true
-	return w.limitAttempts(ctx, t, err)
+		return nil
+	}
+	w.metrics.duration.WithLabelValues(label, "failure").Observe(time.Since(start).Seconds())
+	err = cleanError{w.limitAttempts(ctx, t, err)}
+	if isFinal(ctx, err) {
+		w.recordDeadLetter(ctx, t, err)
+	}
+	return err
+}
+
+// isFinal reports whether asynq will archive the task on err: the same checks, in the same
+// order, as asynq's handleFailedMessage (a last attempt archives whatever the error).
+func isFinal(ctx context.Context, err error) bool {
+	if errors.Is(err, asynq.RevokeTask) {
+		return false
+	}
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	return retried >= maxRetry || errors.Is(err, asynq.SkipRetry)
+}
+
+// cleanError is the error asynq stores (LastErr) and logs: bounded, URL paths and queries cut.
+type cleanError struct{ err error }
+
+func (e cleanError) Error() string { return queuestore.CleanError(e.err.Error()) }
+func (e cleanError) Unwrap() error { return e.err }
+
+// storeTimeout bounds the worker's own Redis writes around an attempt.
+const storeTimeout = 5 * time.Second
+
+// recordDeadLetter writes the dead letter of the failing task. When it cannot (Redis trouble),
+// asynq's archive still holds the task and the keeper absorbs it later.
+func (w *Worker) recordDeadLetter(ctx context.Context, t *asynq.Task, err error) {
+	id, _ := asynq.GetTaskID(ctx)
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	maxAttempts := maxRetry + 1
+	if t.Headers()[task.HeaderSvixID] == "" { // a foreign task: --max-attempts applied
+		maxAttempts = min(maxAttempts, w.cfg.Retry.MaxAttempts)
+	}
+	rec := queuestore.Record{
+		ID: id, TaskType: t.Type(), Payload: t.Payload(), Headers: t.Headers(),
+		Attempts: retried + 1, MaxAttempts: maxAttempts,
+		Timeout: w.cfg.MaxDuration, Retention: w.cfg.DedupWindow, LastError: err.Error(), FailedAt: time.Now(),
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	if _, werr := w.store.WriteDeadLetter(sctx, rec); werr != nil {
+		w.log.Error("could not write the dead letter; asynq's archive keeps it until the keeper absorbs it",
+			"svix_id", id, "error", werr.Error())
+	}
+	select {
+	case w.nudge <- struct{}{}:
+	default:
+	}
+}
+
+// removeStaleRecord deletes a dead letter written for this task by an earlier attempt that did
+// not reach asynq (crash, shutdown hand-back): the task just succeeded.
+func (w *Worker) removeStaleRecord(ctx context.Context) {
+	id, _ := asynq.GetTaskID(ctx)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	if err := w.store.RemoveRecord(sctx, id); err != nil {
+		w.log.Warn("could not remove a stale dead letter of a delivered event", "svix_id", id, "error", err.Error())
+	}
 }
 
 // limitAttempts applies --max-attempts to tasks that did not come from a receiver (no svix-id
@@ -257,6 +400,21 @@ func (w *Worker) dispatch(ctx context.Context, t *asynq.Task, eventType string, 
 	if _, raw := h.(passThrough); !raw {
 		ev.parseEnvelope()
 	}
+	return w.deliver(ctx, h, ev)
+}
+
+// call runs the handler, turning a panic into an error (logged with its stack and counted) so
+// the attempt's bookkeeping — breaker, dead letter — runs as for any failure.
+func (w *Worker) call(ctx context.Context, h Handler, ev *Event) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			w.metrics.panics.Inc()
+			msg := queuestore.CleanError(fmt.Sprint(v))
+			w.log.Error("handler panicked", "event_type", metricLabel(ev.Type), "svix_id", ev.ID, "panic", msg,
+				"stack", queuestore.CleanError(string(debug.Stack())))
+			err = fmt.Errorf("handler panicked: %s", msg)
+		}
+	}()
 	return h.HandleEvent(ctx, ev)
 }
 

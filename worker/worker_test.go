@@ -252,7 +252,8 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	eventually(t, 10*time.Second, "attempt in flight", func() bool { return len(sink.requests()) == 1 })
 
 	w.cancel() // SIGTERM
-	time.AfterFunc(300*time.Millisecond, func() { close(release) })
+	eventually(t, 5*time.Second, "shutdown began", w.stopping.Load)
+	close(release) // the in-flight attempt answers only once shutdown is under way
 	if err := <-w.done; err != nil {
 		t.Fatal(err)
 	}

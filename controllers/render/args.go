@@ -75,7 +75,9 @@ func WorkerArgs(rw *v1alpha1.ResendWebhook) []string {
 		flag("min-backoff", s.Retry.MinBackoff.Duration.String()),
 		flag("max-backoff", s.Retry.MaxBackoff.Duration.String()),
 		flag("randomize", strconv.FormatBool(*s.Retry.Randomize)),
+		flag("dedup-window", s.Queue.DedupWindow.Duration.String()),
 	)
+	args = append(args, breakerArgs(s.Worker.CircuitBreaker)...)
 	if sink := s.Worker.Sink; sink != nil {
 		args = append(args,
 			flag("sink-url", sink.URL),
@@ -86,6 +88,19 @@ func WorkerArgs(rw *v1alpha1.ResendWebhook) []string {
 		}
 	}
 	return args
+}
+
+// breakerArgs are the worker's circuit-breaker flags; a disabled breaker is threshold 0.
+func breakerArgs(b v1alpha1.CircuitBreakerSpec) []string {
+	if !*b.Enabled {
+		return []string{flag("breaker-threshold", "0")}
+	}
+	return []string{
+		flag("breaker-threshold", strconv.Itoa(int(*b.FailureThreshold))),
+		flag("breaker-probe-interval", b.ProbeInterval.Duration.String()),
+		flag("breaker-max-probe-interval", b.MaxProbeInterval.Duration.String()),
+		flag("breaker-max-hold", b.MaxHold.Duration.String()),
+	}
 }
 
 // redisArgs are the redisconn flags both components share.

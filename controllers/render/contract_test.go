@@ -12,6 +12,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
 	"github.com/resend-webhook-operator/resend-webhook-operator/receiver"
@@ -42,6 +43,7 @@ func TestArgsAreFlagsTheBinariesDefine(t *testing.T) {
 		{receiver.Command, render.ReceiverArgs(Minimal())},
 		{receiver.Command, replicaArgs},
 		{worker.Command, render.WorkerArgs(Full())},
+		{worker.Command, render.WorkerArgs(breakerDisabled())},
 	} {
 		if tc.args[0] != tc.cmd.Name {
 			t.Fatalf("args start with %q, want subcommand %q", tc.args[0], tc.cmd.Name)
@@ -52,5 +54,24 @@ func TestArgsAreFlagsTheBinariesDefine(t *testing.T) {
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%s rejects the rendered args %q: %v", tc.cmd.Name, tc.args, err)
 		}
+	}
+}
+
+// breakerDisabled is Full with the circuit breaker turned off (rendered as threshold 0).
+func breakerDisabled() *v1alpha1.ResendWebhook {
+	rw := Full()
+	rw.Spec.Worker.CircuitBreaker.Enabled = new(false)
+	return rw
+}
+
+func TestWorkerArgsBreaker(t *testing.T) {
+	args := strings.Join(render.WorkerArgs(Full()), " ")
+	for _, want := range []string{"--breaker-threshold=3", "--breaker-probe-interval=1s", "--breaker-max-probe-interval=30s", "--breaker-max-hold=2h0m0s", "--dedup-window=48h0m0s"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("worker args lack %s: %s", want, args)
+		}
+	}
+	if args := strings.Join(render.WorkerArgs(breakerDisabled()), " "); !strings.Contains(args, "--breaker-threshold=0") || strings.Contains(args, "--breaker-max-hold") {
+		t.Errorf("disabled breaker renders %s, want only --breaker-threshold=0", args)
 	}
 }

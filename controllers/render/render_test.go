@@ -110,6 +110,8 @@ func Full() *v1alpha1.ResendWebhook {
 				EnvFrom:      []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "worker-config"}}}},
 				Volumes:      []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
 				VolumeMounts: []corev1.VolumeMount{{Name: "scratch", MountPath: "/tmp"}},
+				CircuitBreaker: v1alpha1.CircuitBreakerSpec{FailureThreshold: new(int32(3)), ProbeInterval: d(time.Second),
+					MaxProbeInterval: d(30 * time.Second), MaxHold: d(2 * time.Hour)},
 			},
 		},
 	}

@@ -1,7 +1,7 @@
 // Command custom-worker is a worker image of your own, built on the resend-webhook-operator
 // worker SDK. Point a ResendWebhook's spec.worker.image at an image of this binary: the operator
 // passes it the same flags as the built-in worker (queue, Redis, retry policy, …), and it
-// gets the same retry policy, dead-letter set, /healthz, /readyz and /metrics.
+// gets the same retry policy, circuit breaker, dead-letter store, /healthz, /readyz and /metrics.
 //
 // Run it by hand against a local Redis:
 //
@@ -35,7 +35,12 @@ func main() {
 			for _, to := range d.To {
 				// ev.ID (the svix-id) is the same on every delivery: use it to stay idempotent.
 				if err := suppress(ctx, ev.ID, to); err != nil {
-					return err // retried
+					if errors.Is(err, errSuppressionDown) {
+						// The dependency is down, not this event: the circuit breaker counts it
+						// and, after enough in a row, holds events without spending attempts.
+						return worker.Unavailable(err)
+					}
+					return err // retried per the retry policy
 				}
 				suppressed.Inc()
 			}
@@ -64,6 +69,9 @@ func main() {
 		return nil
 	})
 }
+
+// errSuppressionDown is what suppress returns when its backing service cannot be reached.
+var errSuppressionDown = errors.New("suppression service unreachable")
 
 // suppress stands in for your own code (a database write, an API call, …).
 func suppress(_ context.Context, eventID, address string) error {

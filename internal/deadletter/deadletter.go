@@ -1,6 +1,7 @@
-// Package deadletter is the "dlq" subcommand: list, replay and delete the dead letters
-// (Asynq's archived tasks) of a queue. Replaying is deliberately a manual act: a receiver never
-// re-enqueues a dead-lettered svix-id by itself.
+// Package deadletter is the "dlq" subcommand: list, replay and delete the dead letters of a
+// queue, kept in the dead-letter store (package queuestore). Every action first absorbs what
+// Asynq archived and no worker has absorbed yet. Replaying is deliberately a manual act: a
+// receiver never re-enqueues a dead-lettered svix-id by itself.
 package deadletter
 
 import (
@@ -13,11 +14,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/task"
 )
 
 const summary = "List, replay or delete dead-lettered events of a queue (list | replay | delete)"
@@ -31,9 +32,31 @@ type Entry struct {
 	EventType    string    `json:"eventType"`
 	Webhook      string    `json:"webhook,omitempty"`
 	Attempts     int       `json:"attempts"`
+	MaxAttempts  int       `json:"maxAttempts"`
 	LastError    string    `json:"lastError"`
 	LastFailedAt time.Time `json:"lastFailedAt"`
 	ReceivedAt   string    `json:"receivedAt,omitempty"`
+}
+
+func entryOf(r queuestore.Record) Entry {
+	return Entry{
+		ID: r.ID, EventType: r.EventType(), Webhook: r.Webhook(), Attempts: r.Attempts, MaxAttempts: r.MaxAttempts,
+		// Records are written cleaned; clean again for those written by older workers.
+		LastError: queuestore.CleanError(r.LastError), LastFailedAt: r.FailedAt, ReceivedAt: r.ReceivedAt(),
+	}
+}
+
+type options struct {
+	redis       redisconn.Flags
+	queue       string
+	ids         cli.StringList
+	all         bool
+	limit       int
+	offset      int
+	output      string
+	maxAttempts int
+	maxDuration time.Duration
+	dedupWindow time.Duration
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -45,22 +68,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("dlq needs an action: list, replay or delete")
 	}
 	action := args[0]
+	var o options
 	fs := cli.NewFlagSet("dlq "+action, summary, stdout)
-	var redisFlags redisconn.Flags
-	redisFlags.Register(fs)
-	queue := fs.String("queue", "", "Asynq queue name (status.queue.name of the ResendWebhook)")
-	var ids cli.StringList
-	fs.Var(&ids, "id", "svix-id of a dead letter (repeatable or comma-separated); replay/delete")
-	all := fs.Bool("all", false, "replay/delete every dead letter of the queue")
-	limit := fs.Int("limit", 100, "list: how many to show")
-	output := fs.String("o", "table", "list: output format, table or json")
+	o.redis.Register(fs)
+	fs.StringVar(&o.queue, "queue", "", "Asynq queue name (status.queue.name of the ResendWebhook)")
+	fs.Var(&o.ids, "id", "svix-id of a dead letter (repeatable or comma-separated); replay/delete")
+	fs.BoolVar(&o.all, "all", false, "replay/delete every dead letter of the queue")
+	fs.IntVar(&o.limit, "limit", 100, "list: how many to show, newest failure first; 0 lists all")
+	fs.IntVar(&o.offset, "offset", 0, "list: how many of the newest to skip (paging)")
+	fs.StringVar(&o.output, "o", "table", "list: output format, table or json")
+	fs.IntVar(&o.maxAttempts, "max-attempts", 0, "replay: attempts the replayed events get (default: each dead letter's own)")
+	fs.DurationVar(&o.maxDuration, "max-duration", 0, "replay: time one attempt may take (default: each dead letter's own)")
+	fs.DurationVar(&o.dedupWindow, "dedup-window", 0, "replay: how long a replayed svix-id is remembered after it completed (default: each dead letter's own, else 24h)")
 	if err := cli.Parse(fs, args[1:], getenv); err != nil {
 		return err
 	}
-	if *queue == "" {
-		return errors.New("--queue is required")
+	if err := o.validate(action); err != nil {
+		return err
 	}
-	conf, err := redisFlags.Config()
+	conf, err := o.redis.Config()
 	if err != nil {
 		return err
 	}
@@ -68,95 +94,148 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	insp := asynq.NewInspector(opt)
-	defer func() { _ = insp.Close() }()
+	rdb, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return errors.New("unexpected redis client type")
+	}
+	defer func() { _ = rdb.Close() }()
+	store := queuestore.New(rdb, o.queue)
+	// Take in what Asynq archived and no worker absorbed yet (e.g. no worker is running).
+	if _, _, err := store.Keep(ctx, time.Now(), 0); err != nil {
+		return err
+	}
 	switch action {
 	case "list":
-		entries, err := List(insp, *queue, *limit)
-		if err != nil {
-			return err
+		return list(ctx, store, o, stdout)
+	case "replay":
+		res, err := replay(ctx, store, o)
+		fmt.Fprintf(stdout, "replayed: %d dead letter(s) of queue %s", res.Replayed, o.queue)
+		if res.AlreadyQueued > 0 {
+			fmt.Fprintf(stdout, " (%d more were queued already; their dead letters are removed)", res.AlreadyQueued)
 		}
-		return printEntries(stdout, entries, *output)
+		fmt.Fprintln(stdout)
+		return err
 	default:
-		if *all == (len(ids) > 0) {
-			return errors.New("give either --id (one or more) or --all")
+		var n int
+		if o.all {
+			n, err = store.DeleteAll(ctx)
+		} else {
+			n, err = store.Delete(ctx, o.ids)
 		}
-		n, err := apply(insp, action, *queue, ids, *all)
-		fmt.Fprintf(stdout, "%s: %d dead letter(s) of queue %s\n", map[string]string{"replay": "replayed", "delete": "deleted"}[action], n, *queue)
+		fmt.Fprintf(stdout, "deleted: %d dead letter(s) of queue %s\n", n, o.queue)
 		return err
 	}
 }
 
-// List returns up to limit dead letters of queue, newest failure first as asynq orders them.
-func List(insp *asynq.Inspector, queue string, limit int) ([]Entry, error) {
-	tasks, err := insp.ListArchivedTasks(queue, asynq.PageSize(limit))
-	if errors.Is(err, asynq.ErrQueueNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list dead letters of %s: %w", queue, err)
-	}
-	entries := make([]Entry, 0, len(tasks))
-	for _, t := range tasks {
-		et, _ := task.EventType(t.Type)
-		entries = append(entries, Entry{
-			ID: t.ID, EventType: et, Webhook: t.Headers[task.HeaderWebhook],
-			Attempts: t.Retried + 1, LastError: t.LastErr, LastFailedAt: t.LastFailedAt,
-			ReceivedAt: t.Headers[task.HeaderReceivedAt],
-		})
-	}
-	return entries, nil
-}
-
-// apply replays (moves back to pending) or deletes dead letters. A replayed task keeps its
-// attempt count, so one more failure dead-letters it again instead of starting a new cycle.
-func apply(insp *asynq.Inspector, action, queue string, ids []string, all bool) (int, error) {
-	if all {
-		if action == "replay" {
-			return insp.RunAllArchivedTasks(queue)
-		}
-		return insp.DeleteAllArchivedTasks(queue)
-	}
+func (o options) validate(action string) error {
 	var errs []error
-	n := 0
-	for _, id := range ids {
-		info, err := insp.GetTaskInfo(queue, id)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("%s: %w", id, err))
-			continue
-		case info.State != asynq.TaskStateArchived:
-			errs = append(errs, fmt.Errorf("%s: not a dead letter (state %s)", id, info.State))
-			continue
-		}
-		if action == "replay" {
-			err = insp.RunTask(queue, id)
-		} else {
-			err = insp.DeleteTask(queue, id)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", id, err))
-			continue
-		}
-		n++
+	if o.queue == "" {
+		errs = append(errs, errors.New("--queue is required"))
 	}
-	return n, errors.Join(errs...)
+	if action != "list" && o.all == (len(o.ids) > 0) {
+		errs = append(errs, errors.New("give either --id (one or more) or --all"))
+	}
+	if o.limit < 0 || o.offset < 0 {
+		errs = append(errs, errors.New("--limit and --offset must not be negative"))
+	}
+	if o.output != "table" && o.output != "json" {
+		errs = append(errs, fmt.Errorf("-o %q: want table or json", o.output))
+	}
+	if o.maxAttempts < 0 || o.maxAttempts > 25 || o.maxDuration < 0 || o.dedupWindow < 0 {
+		errs = append(errs, errors.New("--max-attempts must be within 0..25, --max-duration and --dedup-window not negative"))
+	}
+	return errors.Join(errs...)
 }
 
-func printEntries(w io.Writer, entries []Entry, format string) error {
-	switch format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(entries)
-	case "table":
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tTYPE\tATTEMPTS\tLAST FAILED\tLAST ERROR")
-		for _, e := range entries {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", e.ID, e.EventType, e.Attempts, e.LastFailedAt.UTC().Format(time.RFC3339), e.LastError)
-		}
-		return tw.Flush()
-	default:
-		return fmt.Errorf("-o %q: want table or json", format)
+func replay(ctx context.Context, store *queuestore.Store, o options) (queuestore.ReplayResult, error) {
+	opt := queuestore.ReplayOptions{MaxAttempts: o.maxAttempts, Timeout: o.maxDuration, Retention: o.dedupWindow}
+	if o.all {
+		return store.ReplayAll(ctx, opt)
 	}
+	return store.Replay(ctx, o.ids, opt)
+}
+
+// list prints the dead letters page by page, so --limit 0 lists 100,000 of them without
+// holding them all (or blocking Redis).
+func list(ctx context.Context, store *queuestore.Store, o options, w io.Writer) error {
+	var out printer = &tablePrinter{tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)}
+	if o.output == "json" {
+		out = &jsonPrinter{w: w}
+	}
+	if err := out.begin(); err != nil {
+		return err
+	}
+	offset, left := o.offset, o.limit
+	for o.limit == 0 || left > 0 {
+		page := queuestore.BatchSize
+		if o.limit > 0 {
+			page = min(page, left)
+		}
+		recs, err := store.List(ctx, offset, page)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if err := out.entry(entryOf(r)); err != nil {
+				return err
+			}
+		}
+		if len(recs) < page {
+			break
+		}
+		offset += page
+		left -= page
+	}
+	return out.end()
+}
+
+type printer interface {
+	begin() error
+	entry(Entry) error
+	end() error
+}
+
+type tablePrinter struct{ tw *tabwriter.Writer }
+
+func (p *tablePrinter) begin() error {
+	_, err := fmt.Fprintln(p.tw, "ID\tTYPE\tATTEMPTS\tLAST FAILED\tLAST ERROR")
+	return err
+}
+
+func (p *tablePrinter) entry(e Entry) error {
+	_, err := fmt.Fprintf(p.tw, "%s\t%s\t%d/%d\t%s\t%s\n", e.ID, e.EventType, e.Attempts, e.MaxAttempts, e.LastFailedAt.UTC().Format(time.RFC3339), e.LastError)
+	return err
+}
+
+func (p *tablePrinter) end() error { return p.tw.Flush() }
+
+// jsonPrinter streams a JSON array, one entry per line.
+type jsonPrinter struct {
+	w io.Writer
+	n int
+}
+
+func (p *jsonPrinter) begin() error { _, err := io.WriteString(p.w, "["); return err }
+
+func (p *jsonPrinter) entry(e Entry) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	sep := ",\n  "
+	if p.n == 0 {
+		sep = "\n  "
+	}
+	p.n++
+	_, err = fmt.Fprintf(p.w, "%s%s", sep, b)
+	return err
+}
+
+func (p *jsonPrinter) end() error {
+	end := "]\n"
+	if p.n > 0 {
+		end = "\n]\n"
+	}
+	_, err := io.WriteString(p.w, end)
+	return err
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/task"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
@@ -24,7 +26,7 @@ func TestListReplayDelete(t *testing.T) {
 	for _, id := range []string{"msg_a", "msg_b", "msg_c"} {
 		tk := asynq.NewTaskWithHeaders(task.TypeName("email.bounced"), []byte(`{"type":"email.bounced"}`),
 			map[string]string{task.HeaderSvixID: id, task.HeaderWebhook: "ns/hooks"})
-		if _, err := client.Enqueue(tk, asynq.Queue(q), asynq.TaskID(id)); err != nil {
+		if _, err := client.Enqueue(tk, asynq.Queue(q), asynq.TaskID(id), asynq.MaxRetry(2)); err != nil {
 			t.Fatal(err)
 		}
 		if err := insp.ArchiveTask(q, id); err != nil {
@@ -50,11 +52,11 @@ func TestListReplayDelete(t *testing.T) {
 		t.Fatalf("entries = %+v", entries)
 	}
 
-	if out, err = cmd("replay", "--id", "msg_a"); err != nil || !strings.Contains(out, "replayed: 1") {
+	if out, err = cmd("replay", "--id", "msg_a", "--max-attempts", "5"); err != nil || !strings.Contains(out, "replayed: 1") {
 		t.Fatalf("replay: %v %q", err, out)
 	}
-	if info, err := insp.GetTaskInfo(q, "msg_a"); err != nil || info.State != asynq.TaskStatePending {
-		t.Fatalf("msg_a after replay: %+v %v", info, err)
+	if info, err := insp.GetTaskInfo(q, "msg_a"); err != nil || info.State != asynq.TaskStatePending || info.Retried != 0 || info.MaxRetry != 4 {
+		t.Fatalf("msg_a after replay: %+v %v; want pending with a fresh budget of 5 attempts", info, err)
 	}
 	if _, err = cmd("replay", "--id", "msg_a"); err == nil || !strings.Contains(err.Error(), "not a dead letter") {
 		t.Fatalf("replaying a pending task should fail clearly, got %v", err)
@@ -76,5 +78,53 @@ func TestListUnknownQueueIsEmpty(t *testing.T) {
 	err := run(context.Background(), []string{"list", "--redis-url", r.URL(), "--queue", "nope"}, func(string) string { return "" }, &out)
 	if err != nil || !strings.HasPrefix(out.String(), "ID") || strings.Count(out.String(), "\n") != 1 {
 		t.Fatalf("err=%v out=%q", err, out.String())
+	}
+}
+
+// list --limit 0 pages through every dead letter (more than one Redis batch), and stored
+// errors never show a URL's path or query.
+func TestListAllPages(t *testing.T) {
+	r := testutil.StartRedis(t)
+	rdb := r.Client(t)
+	store := queuestore.New(rdb, "ns.many")
+	client := asynq.NewClientFromRedisClient(rdb)
+	const n = queuestore.BatchSize + 20
+	if err := testutil.ForEachParallel(n, 8, func(i int) error {
+		id := fmt.Sprintf("msg_%04d", i)
+		if _, err := client.Enqueue(asynq.NewTask(task.TypeName("email.sent"), []byte("{}")), asynq.Queue("ns.many"), asynq.TaskID(id)); err != nil {
+			return err
+		}
+		return rdb.HSet(context.Background(), "asynq:{ns.many}:t:"+id, "state", "active").Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		id := fmt.Sprintf("msg_%04d", i)
+		if ok, err := store.WriteDeadLetter(context.Background(), queuestore.Record{ID: id, TaskType: "resend:email.sent",
+			Attempts: 3, MaxAttempts: 3, LastError: `Post "https://sink.example/path/s3cret?token=t0ken": connection refused`}); err != nil || !ok {
+			t.Fatalf("write %s: %v %v", id, ok, err)
+		}
+	}
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"list", "--redis-url", r.URL(), "--queue", "ns.many", "--limit", "0", "-o", "json"}, func(string) string { return "" }, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []Entry
+	if err := json.Unmarshal(out.Bytes(), &entries); err != nil {
+		t.Fatalf("not JSON: %v", err)
+	}
+	if len(entries) != n {
+		t.Fatalf("listed %d, want %d", len(entries), n)
+	}
+	if strings.Contains(out.String(), "s3cret") || strings.Contains(out.String(), "t0ken") || !strings.Contains(out.String(), "https://sink.example/…") {
+		t.Errorf("list output shows a URL path or query: %s", entries[0].LastError)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"list", "--redis-url", r.URL(), "--queue", "ns.many", "--limit", "5", "--offset", "10"}, func(string) string { return "" }, &out); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Count(out.String(), "\n"); lines != 6 {
+		t.Errorf("table with --limit 5 has %d lines, want header + 5:\n%s", lines, out.String())
 	}
 }
