@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
@@ -24,6 +25,8 @@ type Reconciler struct {
 	opts     Options
 	queues   *queueMonitors
 	applied  *appliedMemo
+	reader   client.Reader // uncached reads (API key, the signing Secret the operator writes)
+	resend   *resendIntegration
 }
 
 // conflictRetry is how soon a reconcile whose status update conflicted runs again (the newer
@@ -36,11 +39,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil || rw == nil {
 		return ctrl.Result{}, err
 	}
+	if !rw.DeletionTimestamp.IsZero() {
+		return r.finalizeResend(ctx, rw)
+	}
 	secrets := newSecretReader(r.client, rw.Namespace)
 	inputs := render.Options{Image: r.opts.Image, RedisSecretsDigest: secrets.redisDigest(ctx, rw)}
 	applyErr := r.apply(ctx, rw, inputs, render.All(rw, inputs))
 	obs := r.observe(ctx, rw, secrets)
 	obs.applyErr = applyErr
+	obs.registration = r.syncResend(ctx, rw, obs)
 	if err := r.writeStatus(ctx, rw, obs); errors.Is(err, errRetry) {
 		return ctrl.Result{RequeueAfter: conflictRetry}, nil
 	} else if err != nil {
@@ -50,11 +57,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, applyErr // retried with backoff
 	}
 	// Queue figures and Redis reachability change without any Kubernetes event: look again later.
-	return ctrl.Result{RequeueAfter: r.opts.StatusRefresh}, nil
+	return ctrl.Result{RequeueAfter: requeueAfter(r.opts.StatusRefresh, obs.registration)}, nil
 }
 
 // get returns the webhook, or nil when it is gone or going (its children are garbage-collected
-// through their owner references; the Redis queue is deliberately left alone).
+// through their owner references; the Redis queue is deliberately left alone). A webhook going
+// while it holds the Resend finalizer is returned, for finalizeResend.
 func (r *Reconciler) get(ctx context.Context, key types.NamespacedName) (*v1alpha1.ResendWebhook, error) {
 	var rw v1alpha1.ResendWebhook
 	if err := r.client.Get(ctx, key, &rw); err != nil {
@@ -66,7 +74,9 @@ func (r *Reconciler) get(ctx context.Context, key types.NamespacedName) (*v1alph
 	}
 	if !rw.DeletionTimestamp.IsZero() {
 		r.forget(key)
-		return nil, nil
+		if !controllerutil.ContainsFinalizer(&rw, ResendFinalizer) {
+			return nil, nil
+		}
 	}
 	return &rw, nil
 }
@@ -75,6 +85,7 @@ func (r *Reconciler) get(ctx context.Context, key types.NamespacedName) (*v1alph
 func (r *Reconciler) forget(key types.NamespacedName) {
 	r.applied.forget(key)
 	r.queues.release(key)
+	r.resend.forget(key)
 }
 
 // Close releases every Redis connection.

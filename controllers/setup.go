@@ -58,6 +58,8 @@ type Options struct {
 	MaxConcurrentReconciles int
 	// SkipNameValidation allows several managers in one process (tests restarting the manager).
 	SkipNameValidation bool
+	// Resend configures the Resend integration (spec.resend).
+	Resend ResendOptions
 }
 
 func (o *Options) defaults() {
@@ -76,12 +78,18 @@ func (o *Options) defaults() {
 // The returned Reconciler's Close releases its Redis connections (the manager does it on stop).
 func SetupWithManager(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
 	opts.defaults()
+	resend, err := newResendIntegration(opts.Resend)
+	if err != nil {
+		return nil, err
+	}
 	r := &Reconciler{
 		client:   mgr.GetClient(),
 		recorder: mgr.GetEventRecorder(ControllerName),
 		opts:     opts,
 		queues:   newQueueMonitors(opts.RedisTimeout),
 		applied:  newAppliedMemo(),
+		reader:   mgr.GetAPIReader(),
+		resend:   resend,
 	}
 	ctx := context.Background()
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ResendWebhook{}, secretIndex, func(o client.Object) []string {
@@ -93,7 +101,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
 	if err := mgr.Add(closeOnStop{r}); err != nil {
 		return nil, err
 	}
-	err := ctrl.NewControllerManagedBy(mgr).
+	err = ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		// Only spec changes (and create/delete) reconcile: our own status writes must not
 		// trigger the next reconcile, which would re-read changing queue figures and write
@@ -125,6 +133,9 @@ func referencedSecrets(rw *v1alpha1.ResendWebhook) []string {
 	}
 	if w := rw.Spec.Worker; w != nil && w.Sink != nil && w.Sink.SigningSecretRef != nil {
 		names = append(names, w.Sink.SigningSecretRef.Name)
+	}
+	if rs := rw.Spec.Resend; rs != nil { // a fixed API key retries a rejected sync at once
+		names = append(names, rs.APIKeySecretRef.Name)
 	}
 	return names
 }

@@ -1,6 +1,8 @@
 package render
 
 import (
+	"slices"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -213,6 +215,11 @@ func containerSecurityContext() *corev1.SecurityContext {
 // without keeping pods from starting; the receiver rescans the directory.
 func signingVolume(rw *v1alpha1.ResendWebhook) corev1.Volume {
 	keys := rw.SigningSecretKeys()
+	if rw.Spec.Resend != nil && !slices.Contains(keys, PreviousSigningKey(keys[0])) {
+		// With spec.resend the operator keeps the secret a rotation replaced under this key
+		// for Resend's dual-signing window.
+		keys = append(slices.Clip(keys), PreviousSigningKey(keys[0]))
+	}
 	items := make([]corev1.KeyToPath, len(keys))
 	for i, k := range keys {
 		items[i] = corev1.KeyToPath{Key: k, Path: k}

@@ -35,6 +35,7 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendapi"
 )
 
 const summary = "Run the operator (controller manager)"
@@ -88,6 +89,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&o.Controller.Image, "image", "", "default image of receiver and worker pods (the operator's own image)")
 	fs.DurationVar(&o.Controller.StatusRefresh, "status-refresh", 30*time.Second, "how often queue figures and Redis reachability are refreshed")
 	fs.IntVar(&o.Controller.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "ResendWebhooks reconciled in parallel")
+	fs.StringVar(&o.Controller.Resend.APIURL, "resend-api-url", resendapi.DefaultBaseURL, "Resend's API, for webhooks with spec.resend (a simulator in tests and the sandbox)")
+	fs.DurationVar(&o.Controller.Resend.SyncInterval, "resend-sync-interval", controllers.DefaultResendSyncInterval, "how often the state of each webhook registered at Resend is read (a spec change reads at once)")
 	qps := fs.Float64("kube-api-qps", DefaultQPS, "client-side limit of API requests per second")
 	burst := fs.Int("kube-api-burst", DefaultBurst, "client-side burst of API requests")
 	if err := cli.Parse(fs, args, getenv); err != nil {
@@ -168,7 +171,8 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			return err
 		}
 	}
-	log.Info("starting manager", "watchNamespaces", o.WatchNamespaces, "image", o.Controller.Image, "leaderElect", o.LeaderElect)
+	log.Info("starting manager", "watchNamespaces", o.WatchNamespaces, "image", o.Controller.Image, "leaderElect", o.LeaderElect,
+		"resendAPI", o.Controller.Resend.APIURL, "resendSyncInterval", o.Controller.Resend.SyncInterval.String())
 	return mgr.Start(ctx)
 }
 

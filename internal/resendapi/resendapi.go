@@ -163,13 +163,14 @@ func (a *API) stateOf(apiKey string) *keyState {
 }
 
 // reserve waits for the key's turn, or returns a rate-limit *Error saying how long to wait when
-// that is longer than maxWait or Resend asked this key to hold off.
+// that is longer than maxWait or Resend asked this key to hold off (also while this call was
+// waiting for its turn).
 func (a *API) reserve(ctx context.Context, s *keyState, op string) error {
 	a.mu.Lock()
 	now := time.Now()
-	if wait := s.blockedUntil.Sub(now); wait > 0 {
+	if err := a.heldOff(s, op, now); err != nil {
 		a.mu.Unlock()
-		return &Error{Op: op, StatusCode: http.StatusTooManyRequests, Message: "holding off after Resend's 429 for this API key", RetryAfter: wait}
+		return err
 	}
 	r := s.limiter.ReserveN(now, 1)
 	delay := r.DelayFrom(now)
@@ -186,11 +187,21 @@ func (a *API) reserve(ctx context.Context, s *keyState, op string) error {
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return nil
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.heldOff(s, op, time.Now())
 	case <-ctx.Done():
 		r.Cancel()
 		return &Error{Op: op, Message: ctx.Err().Error()}
 	}
+}
+
+// heldOff is the rate-limit *Error while the key holds off after a 429. Caller holds a.mu.
+func (a *API) heldOff(s *keyState, op string, now time.Time) error {
+	if wait := s.blockedUntil.Sub(now); wait > 0 {
+		return &Error{Op: op, StatusCode: http.StatusTooManyRequests, Message: "holding off after Resend's 429 for this API key", RetryAfter: wait}
+	}
+	return nil
 }
 
 // holdOff makes every caller of the key wait d (Resend answered 429).

@@ -227,3 +227,29 @@ func TestParseRetryAfterAndBound(t *testing.T) {
 		t.Error("a non-http base URL must be refused")
 	}
 }
+
+// TestQueuedCallsHoldOffToo: calls already waiting for their turn when a 429 arrives do not
+// send either.
+func TestQueuedCallsHoldOffToo(t *testing.T) {
+	sim, url := simulator(t, 1000)
+	api := newAPI(t, Options{BaseURL: url, Interval: 300 * time.Millisecond, MaxWait: 5 * time.Second})
+	if _, err := api.Client(key).List(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sim.Throttle(key, 5*time.Second)
+	errs := make(chan error, 2)
+	var wg sync.WaitGroup
+	for range 2 { // queued for the slots 300 ms and 600 ms from now
+		wg.Go(func() { _, err := api.Client(key).List(context.Background()); errs <- err })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if _, limited := RetryAfter(err); !limited {
+			t.Errorf("queued call: %v, want a rate-limit error", err)
+		}
+	}
+	if st := sim.Stats().Key(key); st.Requests != 2 || st.RateLimited != 1 {
+		t.Errorf("at the simulator %+v: want the first call and one 429, the queued call not sent", st)
+	}
+}
