@@ -518,6 +518,8 @@ func (r *Reconciler) registered(rw *v1alpha1.ResendWebhook, want resendWant, m *
 		reg.cond = metav1.Condition{Type: v1alpha1.ConditionRegistered, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonRegistered, Message: msg}
 	}
 	resendEnabledGauge.WithLabelValues(rw.Namespace, rw.Name).Set(enabled)
+	// The counter's series exists from 0 on, so increase() sees the first detection.
+	resendDisabledTotal.WithLabelValues(rw.Namespace, rw.Name)
 	wakeups := []time.Time{sec.previousExpiry()}
 	if rotation.pending() {
 		wakeups = append(wakeups, rotation.allowedAt)
