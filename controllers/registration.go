@@ -19,7 +19,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendapi"
@@ -32,6 +34,17 @@ import (
 // did not see). The API key Secret is only read (get, already granted).
 // +kubebuilder:rbac:groups=webhooks.resend-operator.dev,resources=resendwebhooks,verbs=patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=create;update
+
+// rotationRequested lets a change of the rotate-signing-secret annotation through the
+// generation filter: it is metadata, and the rotation should not wait for the next refresh.
+var rotationRequested = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectOld.GetAnnotations()[v1alpha1.AnnotationRotateSigningSecret] != e.ObjectNew.GetAnnotations()[v1alpha1.AnnotationRotateSigningSecret]
+	},
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+}
 
 // ResendFinalizer holds a ResendWebhook with spec.resend until its webhook at Resend is removed
 // (deletionPolicy Delete) or released (Retain).

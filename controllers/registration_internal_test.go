@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
@@ -165,5 +166,20 @@ func TestRequeueAfterAndDisplayURL(t *testing.T) {
 	}
 	if got := displayURL("https://user:pw@hooks.example/p/a?token=x#f"); got != "https://hooks.example/p/a" {
 		t.Errorf("displayURL %q", got)
+	}
+}
+
+func TestRotationRequestedPredicate(t *testing.T) {
+	old, cur := resendWebhook(), resendWebhook()
+	if rotationRequested.Update(event.UpdateEvent{ObjectOld: old, ObjectNew: cur}) {
+		t.Error("no annotation change passed")
+	}
+	cur.Annotations = map[string]string{v1alpha1.AnnotationRotateSigningSecret: "1", "other": "x"}
+	if !rotationRequested.Update(event.UpdateEvent{ObjectOld: old, ObjectNew: cur}) {
+		t.Error("a new rotation request was filtered out")
+	}
+	old.Annotations = map[string]string{v1alpha1.AnnotationRotateSigningSecret: "1"}
+	if rotationRequested.Update(event.UpdateEvent{ObjectOld: old, ObjectNew: cur}) {
+		t.Error("another annotation's change passed")
 	}
 }

@@ -106,7 +106,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
 		// Only spec changes (and create/delete) reconcile: our own status writes must not
 		// trigger the next reconcile, which would re-read changing queue figures and write
 		// again in a tight loop. The periodic RequeueAfter keeps the figures current.
-		For(&v1alpha1.ResendWebhook{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&v1alpha1.ResendWebhook{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, rotationRequested))).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&networkingv1.Ingress{}).
