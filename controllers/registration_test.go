@@ -404,26 +404,8 @@ func TestResendRotationUnderTrafficGetsNo401(t *testing.T) {
 	rotateCalls := func() int { return f.calls()["POST /webhooks/{id}/signing-secret/rotate"] }
 	base := resendSim.Stats()
 
-	// Events flow through "Resend" every 20 ms for the whole rotation.
-	var sent atomic.Int64
-	stop := make(chan struct{})
-	var traffic sync.WaitGroup
-	traffic.Go(func() {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			if _, n, err := resendSim.Send(f.ns, sender.SampleEvent("email.sent", i, time.Now())); err == nil && n == 1 {
-				sent.Add(1)
-			}
-		}
-	})
-	stopTraffic := sync.OnceFunc(func() { close(stop); traffic.Wait() })
-	defer stopTraffic()
+	traffic := resendSim.Stream(f.ns, "email.sent", 20*time.Millisecond) // for the whole rotation
+	defer traffic.Stop()
 
 	update(t, rw, func(rw *v1alpha1.ResendWebhook) {
 		rw.Annotations = map[string]string{v1alpha1.AnnotationRotateSigningSecret: "2026-01-01"}
@@ -463,11 +445,11 @@ func TestResendRotationUnderTrafficGetsNo401(t *testing.T) {
 		}
 		return nil
 	})
-	stopTraffic()
+	sent := traffic.Stop()
 	eventually(t, wait, "every event delivered", func() error {
 		st := resendSim.Stats()
-		if got := int64(st.Delivered - base.Delivered); got != sent.Load() {
-			return fmt.Errorf("delivered %d of %d", got, sent.Load())
+		if got := int64(st.Delivered - base.Delivered); got != sent {
+			return fmt.Errorf("delivered %d of %d", got, sent)
 		}
 		return nil
 	})
@@ -475,8 +457,8 @@ func TestResendRotationUnderTrafficGetsNo401(t *testing.T) {
 	if n := st.EndpointStatus[401] - base.EndpointStatus[401]; n != 0 {
 		t.Errorf("%d deliveries got 401 during the rotation", n)
 	}
-	if attempts := st.Attempts - base.Attempts; int64(attempts) != sent.Load() || st.Signatures[2] == base.Signatures[2] || sent.Load() < 50 {
-		t.Errorf("%d attempts for %d events (want one each), %d dual-signed", attempts, sent.Load(), st.Signatures[2]-base.Signatures[2])
+	if attempts := st.Attempts - base.Attempts; int64(attempts) != sent || st.Signatures[2] == base.Signatures[2] || sent < 50 {
+		t.Errorf("%d attempts for %d events (want one each), %d dual-signed", attempts, sent, st.Signatures[2]-base.Signatures[2])
 	}
 	if n := rotateCalls(); n != 1 {
 		t.Errorf("%d rotate calls, want 1", n)

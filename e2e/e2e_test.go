@@ -19,8 +19,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -210,23 +208,8 @@ func TestEndToEnd(t *testing.T) {
 	step("3 rotate with traffic flowing", func() {
 		old := secretValue(t, k, "signing-secret")
 		before := sim.Stats()
-		var sent atomic.Int64
-		stop := make(chan struct{})
-		var traffic sync.WaitGroup
-		traffic.Go(func() { // 100 events/s through Resend for the whole rotation
-			tick := time.NewTicker(10 * time.Millisecond)
-			defer tick.Stop()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-				}
-				if _, n, err := sim.Send("", sender.SampleEvent("email.delivered", i, time.Now())); err == nil && n == 1 {
-					sent.Add(1)
-				}
-			}
-		})
+		traffic := sim.Stream("", "email.delivered", 10*time.Millisecond) // 100 events/s for the whole rotation
+		defer traffic.Stop()
 		start := time.Now()
 		k.run("annotate", "rwh", name, "-n", namespace, "webhooks.resend-operator.dev/rotate-signing-secret=e2e-1")
 		eventually(t, 60*time.Second, func() error {
@@ -246,24 +229,23 @@ func TestEndToEnd(t *testing.T) {
 		if err := post(ctx, client, url, old, 200); err != nil {
 			t.Errorf("old secret within the dual-signing window: %v", err)
 		}
-		after := sent.Load()
+		after := traffic.Sent()
 		eventually(t, 30*time.Second, func() error { // 200 more events after the swap
-			if n := sent.Load() - after; n < 200 {
+			if n := traffic.Sent() - after; n < 200 {
 				return fmt.Errorf("%d events since the receivers took the new secret", n)
 			}
 			return nil
 		})
-		close(stop)
-		traffic.Wait()
-		eventually(t, 60*time.Second, func() error { return delivered(sim, before, int(sent.Load())) })
+		sent := traffic.Stop()
+		eventually(t, 60*time.Second, func() error { return delivered(sim, before, int(sent)) })
 		st := sim.Stats()
 		if n := st.EndpointStatus[401] - before.EndpointStatus[401]; n != 0 {
 			t.Errorf("%d deliveries got 401 during the rotation", n)
 		}
-		if n := st.Attempts - before.Attempts; int64(n) != sent.Load() || st.Signatures[2] == before.Signatures[2] {
-			t.Errorf("%d attempts for %d events (want one each), %d dual-signed", n, sent.Load(), st.Signatures[2]-before.Signatures[2])
+		if n := st.Attempts - before.Attempts; int64(n) != sent || st.Signatures[2] == before.Signatures[2] {
+			t.Errorf("%d attempts for %d events (want one each), %d dual-signed", n, sent, st.Signatures[2]-before.Signatures[2])
 		}
-		t.Logf("rotation under traffic: %d events, %d dual-signed, 0 rejected", sent.Load(), st.Signatures[2]-before.Signatures[2])
+		t.Logf("rotation under traffic: %d events, %d dual-signed, 0 rejected", sent, st.Signatures[2]-before.Signatures[2])
 	})
 
 	step("4 sink 500 → dead letters", func() {

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	svix "github.com/svix/svix-webhooks/go"
@@ -246,4 +248,46 @@ func sign(secrets []string, id string, ts time.Time, body []byte) (http.Header, 
 	h.Set("svix-timestamp", strconv.FormatInt(ts.Unix(), 10))
 	h.Set("svix-signature", strings.Join(sigs, " "))
 	return h, nil
+}
+
+// Stream is a steady flow of events (Sim.Stream).
+type Stream struct {
+	sent atomic.Int64
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// Stream makes "Resend" send a sample event of eventType to team's webhooks every interval,
+// until Stop (or Close): traffic that keeps flowing while a test changes something.
+func (s *Sim) Stream(teamName, eventType string, every time.Duration) *Stream {
+	st := &Stream{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(st.done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-st.stop:
+				return
+			case <-s.ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if _, n, err := s.Send(teamName, sender.SampleEvent(eventType, i, time.Now())); err == nil && n > 0 {
+				st.sent.Add(int64(n))
+			}
+		}
+	}()
+	return st
+}
+
+// Sent is the number of (event, webhook) deliveries started so far.
+func (st *Stream) Sent() int64 { return st.sent.Load() }
+
+// Stop ends the stream and returns Sent.
+func (st *Stream) Stop() int64 {
+	st.once.Do(func() { close(st.stop) })
+	<-st.done
+	return st.sent.Load()
 }

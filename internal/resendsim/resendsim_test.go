@@ -341,3 +341,21 @@ func TestSimEventsEndpointSendsSamples(t *testing.T) {
 		t.Errorf("stats must name keys by label only: %s", b)
 	}
 }
+
+func TestStreamSendsUntilStopped(t *testing.T) {
+	sim, url := start(t, Options{RateLimit: 1000})
+	ep := &endpoint{}
+	target := httptest.NewServer(ep)
+	defer target.Close()
+	register(t, url, target.URL, "email.sent")
+	st := sim.Stream("", "email.sent", 5*time.Millisecond)
+	testutil.EventuallyTrue(t, 5*time.Second, "five sent", func() bool { return st.Sent() >= 5 })
+	sent := st.Stop()
+	if st.Stop() != sent {
+		t.Error("a second Stop changed the count")
+	}
+	testutil.EventuallyTrue(t, 5*time.Second, "all delivered", func() bool { return int64(sim.Stats().Delivered) == sent })
+	if got := int64(len(ep.requests())); got != sent {
+		t.Errorf("endpoint got %d, stream sent %d", got, sent)
+	}
+}
