@@ -508,9 +508,9 @@ func (r *Reconciler) registered(rw *v1alpha1.ResendWebhook, want resendWant, m *
 	st := &v1alpha1.ResendStatus{
 		WebhookID: m.webhookID, State: m.state, Endpoint: displayURL(want.endpoint), Events: want.events,
 		LastRotationRequest: sec.annotation(AnnRotatedFor),
-		LastRotationTime:    sec.timeAnnotation(AnnRotatedAt),
+		LastRotationTime:    inSeconds(sec.timeAnnotation(AnnRotatedAt)),
 		// PreviousSecretExpiresAt stays after the drop: it says when the old secret stopped counting.
-		PreviousSecretExpiresAt: sec.timeAnnotation(AnnPreviousExpiresAt),
+		PreviousSecretExpiresAt: inSeconds(sec.timeAnnotation(AnnPreviousExpiresAt)),
 	}
 	enabled := 1.0
 	reg := &registration{status: st, requeue: m.readAt.Add(r.resend.opts.SyncInterval).Sub(now)}
@@ -546,6 +546,15 @@ func (r *Reconciler) registered(rw *v1alpha1.ResendWebhook, want resendWant, m *
 		reg.requeue = time.Second
 	}
 	return reg
+}
+
+// inSeconds is t as the status stores it (whole seconds), so an unchanged status compares equal
+// and is not written again.
+func inSeconds(t *metav1.Time) *metav1.Time {
+	if t == nil {
+		return nil
+	}
+	return new(t.Rfc3339Copy())
 }
 
 // detachResend: spec.resend was removed. The webhook at Resend and the signing Secret stay as

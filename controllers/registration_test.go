@@ -476,6 +476,24 @@ func TestResendRotationUnderTrafficGetsNo401(t *testing.T) {
 	if n := rotateCalls(); n != 2 {
 		t.Errorf("%d rotate calls, want 2", n)
 	}
+
+	// Once settled, reconciles (every second) and the periodic read write nothing.
+	eventually(t, 3*wait, "previous secret dropped again", func() error {
+		if _, ok := signingSecretOf(t, rw).Data["signing-secret.previous"]; ok {
+			return errors.New("the previous key is still in the Secret")
+		}
+		return nil
+	})
+	rv, reads := currentWebhook(t, rw).ResourceVersion, f.calls()["GET /webhooks/{id}"]
+	eventually(t, 2*resendSyncInterval, "a periodic read", func() error {
+		if f.calls()["GET /webhooks/{id}"] == reads {
+			return errors.New("no read yet")
+		}
+		return nil
+	})
+	if cur := currentWebhook(t, rw); cur.ResourceVersion != rv {
+		t.Errorf("the settled webhook was written again: status %+v", cur.Status.Resend)
+	}
 }
 
 func TestResendDisabledEndpointIsReportedAndReEnabled(t *testing.T) {
