@@ -3,6 +3,7 @@ package controllers
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -436,10 +437,10 @@ func (e apiKeyError) Error() string { return string(e) }
 // next try.
 func resendCondition(rw *v1alpha1.ResendWebhook, err error, backoff time.Duration) (metav1.Condition, time.Duration) {
 	ref := rw.Spec.Resend.APIKeySecretRef
-	if e, ok := err.(apiKeyError); ok {
+	if e, ok := errors.AsType[apiKeyError](err); ok {
 		return *falseCond(v1alpha1.ConditionRegistered, v1alpha1.ReasonAPIKeyUnavailable, string(e)), backoff
 	}
-	if _, ok := err.(signingSecretError); ok {
+	if _, ok := errors.AsType[signingSecretError](err); ok {
 		return *falseCond(v1alpha1.ConditionRegistered, v1alpha1.ReasonSigningSecretError, err.Error()), backoff
 	}
 	if resendapi.IsUnauthorized(err) {

@@ -164,7 +164,9 @@ func (r *Reconciler) storeSecret(ctx context.Context, rw *v1alpha1.ResendWebhook
 		switch {
 		case created:
 			delete(s.Data, render.PreviousSigningKey(sec.key))
-			setAnnotations(s, map[string]string{AnnRotatedFor: rotation.request, AnnRotationRequested: rotation.request})
+			if rotation.pending() {
+				setAnnotations(s, map[string]string{AnnRotatedFor: rotation.request, AnnRotationRequested: rotation.request})
+			}
 		case ValidSigningSecret(old):
 			setData(s, render.PreviousSigningKey(sec.key), old)
 			setAnnotations(s, map[string]string{AnnPreviousExpiresAt: now.Add(r.resend.opts.DualSigningWindow).UTC().Format(time.RFC3339Nano)})
