@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
@@ -25,6 +26,7 @@ type Reconciler struct {
 	applied   *appliedMemo
 	secrets   *secretStore
 	figures   *figureWrites
+	resend    *resendIntegration
 }
 
 // conflictRetry is how soon a reconcile whose status update conflicted runs again (the newer
@@ -36,6 +38,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	rw, err := r.get(ctx, req.NamespacedName)
 	if err != nil || rw == nil {
 		return ctrl.Result{}, err
+	}
+	if !rw.DeletionTimestamp.IsZero() {
+		return r.finalizeResend(ctx, rw)
 	}
 	secrets := r.secrets.reader(rw)
 	defer secrets.done()
@@ -53,6 +58,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	obs.applied = outcome
+	obs.registration = r.syncResend(ctx, rw, obs)
 	if err := r.writeStatus(ctx, rw, obs); errors.Is(err, errRetry) {
 		return ctrl.Result{RequeueAfter: conflictRetry}, nil
 	} else if err != nil {
@@ -61,13 +67,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if outcome.err != nil {
 		return ctrl.Result{}, outcome.err // retried with backoff
 	}
-	// Queue figures, Redis and foreign objects in the way change without an event we watch:
-	// look again later.
-	return ctrl.Result{RequeueAfter: r.opts.StatusRefresh}, nil
+	// Queue figures, Redis, Resend's state and foreign objects in the way change without an
+	// event we watch: look again later.
+	return ctrl.Result{RequeueAfter: requeueAfter(r.opts.StatusRefresh, obs.registration)}, nil
 }
 
 // get returns the webhook, or nil when it is gone or going (its children are garbage-collected
-// through their owner references; the Redis queue is deliberately left alone).
+// through their owner references; the Redis queue is deliberately left alone). A webhook going
+// while it holds the Resend finalizer is returned, for finalizeResend.
 func (r *Reconciler) get(ctx context.Context, key types.NamespacedName) (*v1alpha1.ResendWebhook, error) {
 	var rw v1alpha1.ResendWebhook
 	if err := r.client.Get(ctx, key, &rw); err != nil {
@@ -79,7 +86,9 @@ func (r *Reconciler) get(ctx context.Context, key types.NamespacedName) (*v1alph
 	}
 	if !rw.DeletionTimestamp.IsZero() {
 		r.forget(key)
-		return nil, nil
+		if !controllerutil.ContainsFinalizer(&rw, ResendFinalizer) {
+			return nil, nil
+		}
 	}
 	return &rw, nil
 }
@@ -91,6 +100,7 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	r.secrets.forget(key)
 	r.queues.release(key)
 	r.figures.forget(key)
+	r.resend.forget(key)
 	deleteMetrics(key)
 }
 

@@ -314,6 +314,10 @@ func referencedKeys(rw *v1alpha1.ResendWebhook) map[string][]string {
 	for _, ref := range otherSecretRefs(rw) {
 		keys[ref.Name] = append(keys[ref.Name], ref.Key)
 	}
+	if rs := rw.Spec.Resend; rs != nil { // watched so that a fixed API key retries a rejected sync at once
+		ref := rs.APIKeySecretRef
+		keys[ref.Name] = append(keys[ref.Name], ref.Key)
+	}
 	return keys
 }
 

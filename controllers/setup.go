@@ -71,6 +71,8 @@ type Options struct {
 	Policy TenantPolicy
 	// SkipNameValidation allows several managers in one process (tests restarting the manager).
 	SkipNameValidation bool
+	// Resend configures the Resend integration (spec.resend).
+	Resend ResendOptions
 }
 
 // Defaults of Options.
@@ -107,6 +109,10 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
 	if err := opts.Policy.Validate(); err != nil {
 		return nil, err
 	}
+	resend, err := newResendIntegration(opts.Resend)
+	if err != nil {
+		return nil, err
+	}
 	r := &Reconciler{
 		client:    mgr.GetClient(),
 		apiReader: mgr.GetAPIReader(),
@@ -116,6 +122,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
 		applied:   newAppliedMemo(),
 		secrets:   newSecretStore(mgr.GetClient(), mgr.GetAPIReader()),
 		figures:   newFigureWrites(opts.QueueStatusInterval, opts.QueueStatusWriteBudget),
+		resend:    resend,
 	}
 	ctx := context.Background()
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ResendWebhook{}, secretIndex, func(o client.Object) []string {
@@ -127,12 +134,12 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
 	if err := mgr.Add(closeOnStop{r}); err != nil {
 		return nil, err
 	}
-	err := ctrl.NewControllerManagedBy(mgr).
+	err = ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		// Only spec changes (and create/delete) reconcile: our own status writes must not
 		// trigger the next reconcile, which would re-read changing queue figures and write
 		// again in a tight loop. The periodic RequeueAfter keeps the figures current.
-		For(&v1alpha1.ResendWebhook{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&v1alpha1.ResendWebhook{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, rotationRequested))).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&networkingv1.Ingress{}).

@@ -34,6 +34,8 @@ type observation struct {
 	queue    metav1.Condition
 	durable  metav1.Condition
 	figures  *v1alpha1.QueueStatus // nil: unknown this time (keep the last figures)
+	// registration is the Resend step's outcome; nil without spec.resend.
+	registration *registration
 }
 
 // observe reads Secrets, children and Redis.
@@ -91,6 +93,13 @@ func desiredStatus(rw *v1alpha1.ResendWebhook, obs observation) v1alpha1.ResendW
 		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionIngressReady)
 	}
 	applicable = append(applicable, obs.queue)
+	if reg := obs.registration; reg != nil {
+		applicable = append(applicable, reg.cond)
+		st.Resend = reg.status
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionRegistered)
+		st.Resend = nil
+	}
 	ready := readyCondition(append(applicable, obs.applied.condition()))
 	stored := append(applicable, ready)
 	if obs.durable.Type != "" { // QueueDurable is advice: stored, never part of Ready

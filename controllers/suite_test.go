@@ -77,6 +77,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer sharedRed.Close()
+	defer startResendSimulator()()
 	defer stopSharedManager()
 	return m.Run()
 }
@@ -104,7 +105,7 @@ func startManager(tb testing.TB, adjust func(*manager.Options)) *runningManager 
 		HealthProbeBindAddress: "0",
 		Controller: controllers.Options{
 			Image: testImage, StatusRefresh: time.Second, QueueStatusInterval: time.Second, RedisTimeout: time.Second,
-			SkipNameValidation: true, MaxConcurrentReconciles: 4,
+			SkipNameValidation: true, MaxConcurrentReconciles: 4, Resend: resendTestOptions(),
 		},
 		OnStarted: func(ctrl.Manager) { close(started) },
 		Logger:    testLogger(),
@@ -251,13 +252,21 @@ func webhook(ns, name, redisURL string) *v1alpha1.ResendWebhook {
 	}
 }
 
-// testLogger shows the manager's errors (or everything with RWH_TEST_LOG=debug) on stderr.
+// managerLogs captures the managers' log lines from Info up (not debug: benchmarks measure the
+// heap), for tests that grep them.
+var managerLogs testutil.LogBuffer
+
+// testLogger shows the manager's errors (or everything with RWH_TEST_LOG=debug) on stderr and
+// keeps Info and above in managerLogs.
 func testLogger() *slog.Logger {
 	level := slog.LevelError
 	if os.Getenv("RWH_TEST_LOG") == "debug" {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewMultiHandler(
+		slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}),
+		slog.NewJSONHandler(&managerLogs, &slog.HandlerOptions{Level: slog.LevelInfo}),
+	))
 }
 
 func crmetricsGather() ([]*dto.MetricFamily, error) { return crmetrics.Registry.Gather() }

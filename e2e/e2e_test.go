@@ -1,12 +1,13 @@
 // Package e2e is the end-to-end test: the operator's manager, a real apiserver, Redis, the
 // local pod runner (which runs the receiver and worker pods the controller renders as local
-// processes of the real binary) and an echo sink, driven the way a user drives them — with
-// kubectl — and with signed traffic through the Ingress.
+// processes of the real binary), an echo sink and the Resend simulator the operator registers
+// the endpoint with, driven the way a user drives them — with kubectl — and with events that
+// "Resend" signs and delivers through the Ingress.
 package e2e
 
 import (
-	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/hack/dev/sandbox"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendsim"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/sender"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
@@ -88,6 +90,10 @@ func TestEndToEnd(t *testing.T) {
 		StatusRefresh: 2 * time.Second,
 		Log:           slog.New(slog.NewJSONHandler(logFile, nil)),
 		PodOutput:     podOut,
+		// 1e-3: Resend's 5 s and 5 min retries take 5 ms and 300 ms; the 24 h dual-signing
+		// window 86 s, longer than this test.
+		ResendAPIKeys:   []string{apiKey},
+		ResendTimeScale: 1e-3,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -105,8 +111,8 @@ func TestEndToEnd(t *testing.T) {
 	t.Logf("sandbox up in %s (ingress %s, redis %s, sink %s)", time.Since(began).Round(time.Millisecond), sb.Runner.IngressAddr(), sb.RedisURL, sb.SinkURL)
 
 	k := &kubectl{t: t, bin: kubectlBin, kubeconfig: sb.Kubeconfig}
-	current, next := sender.RandomSecret(), sender.RandomSecret()
 	url := "http://" + sb.Runner.IngressAddr() + path
+	sim := sb.Resend
 	client := &http.Client{Timeout: 10 * time.Second}
 	step := func(name string, f func()) {
 		start := time.Now()
@@ -118,7 +124,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	step("1 apply and wait Ready", func() {
-		manifest := fmt.Sprintf(manifestTemplate, namespace, name, current, sinkSecret, name, host, path, sb.RedisURL, sb.SinkURL)
+		manifest := fmt.Sprintf(manifestTemplate, namespace, name, apiKey, sinkSecret, name, host, path, sb.RedisURL, sb.SinkURL)
 		f := filepath.Join(dir, "webhook.yaml")
 		if err := os.WriteFile(f, []byte(manifest), 0o600); err != nil {
 			t.Fatal(err)
@@ -127,24 +133,50 @@ func TestEndToEnd(t *testing.T) {
 		if _, err := k.try("wait", "--for=condition=Ready", "rwh/"+name, "-n", namespace, "--timeout=120s"); err != nil {
 			t.Fatalf("ResendWebhook did not become Ready: %v\n%s\npods: %+v", err, k.run("get", "rwh,deploy,ingress", "-n", namespace, "-o", "wide"), sb.Runner.Pods())
 		}
-		if got := k.run("get", "rwh", name, "-n", namespace, "-o", "jsonpath={.status.url}"); !strings.Contains(got, host) {
-			t.Errorf("status.url = %q, want it to name host %s", got, host)
+		statusURL := k.run("get", "rwh", name, "-n", namespace, "-o", "jsonpath={.status.url}")
+		if !strings.Contains(statusURL, host) {
+			t.Errorf("status.url = %q, want it to name host %s", statusURL, host)
+		}
+		// The operator registered status.url with "Resend" and wrote the secret it issued.
+		at := sim.Webhooks("")
+		if len(at) != 1 || at[0].Endpoint != statusURL || at[0].Status != "enabled" {
+			t.Fatalf("webhooks at Resend: %+v, want one for %s", at, statusURL)
+		}
+		if got := k.run("get", "rwh", name, "-n", namespace, "-o", "jsonpath={.status.resend.webhookID}"); got != at[0].ID {
+			t.Errorf("status.resend.webhookID = %q, want %s", got, at[0].ID)
+		}
+		if got := secretValue(t, k, "signing-secret"); got != at[0].SigningSecret {
+			t.Errorf("the signing Secret does not hold the secret Resend issued")
 		}
 	})
 
 	var distinct []string
-	step("2 1000+100+20 events", func() {
-		s, err := sender.Send(ctx, sender.Options{URL: url, Host: host, Secret: current, Count: 1000, Duplicates: 100, Forged: 20, Concurrency: 16, Client: client})
+	step("2 1000+100 via Resend, 20 forged", func() {
+		before := sim.Stats()
+		for i := range 1000 {
+			id, n, err := sim.Send("", sender.SampleEvent(sender.EventTypes[i%len(sender.EventTypes)], i, time.Now()))
+			if err != nil || n != 1 {
+				t.Fatalf("Resend did not send event %d: %v (%d webhooks)", i, err, n)
+			}
+			distinct = append(distinct, id)
+		}
+		eventually(t, 90*time.Second, func() error { return delivered(sim, before, 1000) })
+		for _, id := range distinct[:100] { // Resend's replay: the same svix-id, freshly signed
+			if err := sim.Replay(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, 60*time.Second, func() error { return delivered(sim, before, 1100) })
+		st := sim.Stats()
+		if got := st.EndpointStatus[200] - before.EndpointStatus[200]; got != 1100 || st.Attempts-before.Attempts != 1100 {
+			t.Errorf("Resend's attempts: %d, answered 200: %d; want 1100 each (no retry needed)", st.Attempts-before.Attempts, got)
+		}
+		// An attacker does not go through Resend: 20 forged events straight to the Ingress.
+		s, err := sender.Send(ctx, sender.Options{URL: url, Host: host, Secret: sender.RandomSecret(), WrongSecret: true, Count: 20, Concurrency: 4, Client: client})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var report bytes.Buffer
-		s.Print(&report)
-		t.Logf("sender:\n%s", report.String())
-		wantCodes(t, "distinct", s.Codes(sender.KindDistinct), map[int]int{200: 1000})
-		wantCodes(t, "duplicate", s.Codes(sender.KindDuplicate), map[int]int{200: 100})
-		wantCodes(t, "forged", s.Codes(sender.KindForged), map[int]int{401: 20})
-		distinct = s.DistinctIDs()
+		wantCodes(t, "forged", s.Codes(sender.KindDistinct), map[int]int{401: 20})
 		// The queue drains: nothing pending, active or retrying, and 1000 tasks completed.
 		insp := asynq.NewInspector(mustRedisOpt(t, sb.RedisURL))
 		defer func() { _ = insp.Close() }()
@@ -173,28 +205,62 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
-	step("3 rotate signing secret", func() {
-		k.run("patch", "secret", name+"-signing", "-n", namespace, "--type=merge", "-p", `{"stringData":{"next":"`+next+`"}}`)
+	step("3 rotate with traffic flowing", func() {
+		old := secretValue(t, k, "signing-secret")
+		before := sim.Stats()
+		traffic := sim.Stream("", "email.delivered", 10*time.Millisecond) // 100 events/s for the whole rotation
+		defer traffic.Stop()
 		start := time.Now()
-		eventually(t, 60*time.Second, func() error { return post(ctx, client, url, next, 200) })
-		t.Logf("new key accepted %s after kubectl patch", time.Since(start).Round(time.Millisecond))
-		k.run("patch", "secret", name+"-signing", "-n", namespace, "--type=json", "-p", `[{"op":"remove","path":"/data/current"}]`)
-		start = time.Now()
-		eventually(t, 60*time.Second, func() error { return post(ctx, client, url, current, 401) })
-		t.Logf("old key rejected %s after kubectl patch", time.Since(start).Round(time.Millisecond))
-		if err := post(ctx, client, url, next, 200); err != nil {
-			t.Errorf("after removing the old key, the new key: %v", err)
+		k.run("annotate", "rwh", name, "-n", namespace, "webhooks.resend-operator.dev/rotate-signing-secret=e2e-1")
+		eventually(t, 60*time.Second, func() error {
+			if got := k.run("get", "rwh", name, "-n", namespace, "-o", "jsonpath={.status.resend.lastRotationRequest}"); got != "e2e-1" {
+				return fmt.Errorf("lastRotationRequest %q", got)
+			}
+			return nil
+		})
+		fresh := sim.Webhooks("")[0].SigningSecret
+		if fresh == old || secretValue(t, k, "signing-secret") != fresh || secretValue(t, k, "signing-secret.previous") != old {
+			t.Errorf("after the rotation the Secret must hold Resend's new secret and the old one as previous")
 		}
+		// The receivers load the new secret (the kubelet's refresh, then their rescan) and keep
+		// accepting the old one for the dual-signing window.
+		eventually(t, 60*time.Second, func() error { return post(ctx, client, url, fresh, 200) })
+		t.Logf("new secret accepted %s after kubectl annotate", time.Since(start).Round(time.Millisecond))
+		if err := post(ctx, client, url, old, 200); err != nil {
+			t.Errorf("old secret within the dual-signing window: %v", err)
+		}
+		after := traffic.Sent()
+		eventually(t, 30*time.Second, func() error { // 200 more events after the swap
+			if n := traffic.Sent() - after; n < 200 {
+				return fmt.Errorf("%d events since the receivers took the new secret", n)
+			}
+			return nil
+		})
+		sent := traffic.Stop()
+		eventually(t, 60*time.Second, func() error { return delivered(sim, before, int(sent)) })
+		st := sim.Stats()
+		if n := st.EndpointStatus[401] - before.EndpointStatus[401]; n != 0 {
+			t.Errorf("%d deliveries got 401 during the rotation", n)
+		}
+		if n := st.Attempts - before.Attempts; int64(n) != sent || st.Signatures[2] == before.Signatures[2] {
+			t.Errorf("%d attempts for %d events (want one each), %d dual-signed", n, sent, st.Signatures[2]-before.Signatures[2])
+		}
+		t.Logf("rotation under traffic: %d events, %d dual-signed, 0 rejected", sent, st.Signatures[2]-before.Signatures[2])
 	})
 
 	step("4 sink 500 → dead letters", func() {
 		sb.Sink.SetStatus(http.StatusInternalServerError)
 		before := deadColumn(t, k)
-		s, err := sender.Send(ctx, sender.Options{URL: url, Host: host, Secret: next, Count: 5, Client: client})
-		if err != nil {
-			t.Fatal(err)
+		stats := sim.Stats()
+		var ids []string
+		for i := range 5 {
+			id, _, err := sim.Send("", sender.SampleEvent("email.bounced", 2000+i, time.Now()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
 		}
-		wantCodes(t, "distinct", s.Codes(sender.KindDistinct), map[int]int{200: 5})
+		eventually(t, 30*time.Second, func() error { return delivered(sim, stats, 5) })
 		eventually(t, 120*time.Second, func() error {
 			if dead := deadColumn(t, k); dead < before+5 {
 				return fmt.Errorf("kubectl get rwh shows Dead %d, want %d", dead, before+5)
@@ -202,7 +268,7 @@ func TestEndToEnd(t *testing.T) {
 			return nil
 		})
 		attempts := sb.Sink.Attempts()
-		for _, id := range s.DistinctIDs() {
+		for _, id := range ids {
 			if attempts[id] != 3 {
 				t.Errorf("event %s reached the sink %d times, want maxAttempts = 3", id, attempts[id])
 			}
@@ -210,7 +276,7 @@ func TestEndToEnd(t *testing.T) {
 		sb.Sink.SetStatus(http.StatusOK)
 	})
 
-	step("5 delete → processes stop", func() {
+	step("5 delete → processes stop, webhook removed at Resend", func() {
 		var pids []int
 		for _, p := range sb.Runner.Pods() {
 			if p.Namespace == namespace {
@@ -237,10 +303,16 @@ func TestEndToEnd(t *testing.T) {
 			}
 			return nil
 		})
+		if at := sim.Webhooks(""); len(at) != 0 {
+			t.Errorf("webhooks left at Resend after delete (deletionPolicy Delete): %+v", at)
+		}
 	})
 	stop()
 	t.Logf("end-to-end wall time: %s", time.Since(began).Round(time.Millisecond))
 }
+
+// apiKey is the simulator's key the webhook uses.
+const apiKey = "re_e2e_0123456789abcdef0123456789"
 
 const manifestTemplate = `apiVersion: v1
 kind: Namespace
@@ -250,10 +322,10 @@ metadata:
 apiVersion: v1
 kind: Secret
 metadata:
-  name: %[2]s-signing
+  name: %[2]s-resend
   namespace: %[1]s
 stringData:
-  current: %[3]s
+  api-key: %[3]s
 ---
 apiVersion: v1
 kind: Secret
@@ -271,7 +343,9 @@ metadata:
 spec:
   signingSecret:
     name: %[2]s-signing
-    keys: [current, next]
+  resend:
+    apiKeySecretRef:
+      name: %[2]s-resend
   queue:
     redis:
       url: %[8]s
@@ -310,6 +384,26 @@ func post(ctx context.Context, c *http.Client, url, secret string, want int) err
 		return fmt.Errorf("got HTTP %d, want %d", got, want)
 	}
 	return nil
+}
+
+// delivered checks that the simulator delivered n more (event, webhook) pairs since before.
+func delivered(sim *resendsim.Server, before resendsim.Stats, n int) error {
+	st := sim.Stats()
+	if got := st.Delivered - before.Delivered; got != n {
+		return fmt.Errorf("delivered %d of %d (dropped %d, endpoint answers %v)", got, n, st.Dropped-before.Dropped, st.EndpointStatus)
+	}
+	return nil
+}
+
+// secretValue reads one key of the signing Secret the operator wrote.
+func secretValue(t *testing.T, k *kubectl, key string) string {
+	t.Helper()
+	out := k.run("get", "secret", name+"-signing", "-n", namespace, "-o", "jsonpath={.data."+strings.ReplaceAll(key, ".", `\.`)+"}")
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatalf("signing Secret key %s: %v", key, err)
+	}
+	return string(b)
 }
 
 // deadColumn reads the Dead printer column of `kubectl get rwh`.

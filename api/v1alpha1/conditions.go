@@ -74,7 +74,14 @@ const (
 	ReasonEvictionPolicy    = "EvictionPolicy"
 	ReasonDurabilityUnknown = "ConfigUnreadable"
 
-	// Registered.
-	ReasonRegistered       = "Registered"
-	ReasonDisabledByResend = "DisabledByResend"
+	// Registered (also ReasonNameConflict: the signing Secret exists and is not this webhook's).
+	ReasonRegistered         = "Registered"
+	ReasonDisabledByResend   = "DisabledByResend"
+	ReasonEndpointUnknown    = "EndpointUnknown"    // no spec.resend.endpoint and no status.url yet
+	ReasonAPIKeyUnavailable  = "APIKeyUnavailable"  // the API key Secret or key is missing
+	ReasonUnauthorized       = "Unauthorized"       // Resend rejected the API key (401/403)
+	ReasonRateLimited        = "RateLimited"        // waiting for the API key's rate limit
+	ReasonResendError        = "ResendError"        // Resend unreachable, 5xx or an unexpected answer
+	ReasonSigningSecretError = "SigningSecretError" // the signing Secret could not be read or written
+	ReasonDeletionFailed     = "DeletionFailed"     // the webhook could not be removed at Resend; deletion waits
 )

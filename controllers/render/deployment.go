@@ -286,6 +286,11 @@ func containerSecurityContext() *corev1.SecurityContext {
 // without keeping pods from starting; the receiver rescans the directory.
 func signingVolume(rw *v1alpha1.ResendWebhook) corev1.Volume {
 	keys := rw.SigningSecretKeys()
+	if rw.Spec.Resend != nil && !slices.Contains(keys, PreviousSigningKey(keys[0])) {
+		// With spec.resend the operator keeps the secret a rotation replaced under this key
+		// for Resend's dual-signing window.
+		keys = append(slices.Clip(keys), PreviousSigningKey(keys[0]))
+	}
 	items := make([]corev1.KeyToPath, len(keys))
 	for i, k := range keys {
 		items[i] = corev1.KeyToPath{Key: k, Path: k}

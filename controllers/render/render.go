@@ -78,6 +78,10 @@ func RedisSecretsDigest(password, ca []byte) string {
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
+// PreviousSigningKey is the key of the signing Secret that holds, with spec.resend, the secret
+// the last rotation replaced, while Resend still signs with it.
+func PreviousSigningKey(key string) string { return key + ".previous" }
+
 // ReceiverName is the name of the receiver Deployment, Service, PDB and HPA.
 func ReceiverName(rw *v1alpha1.ResendWebhook) string { return rw.Name + "-receiver" }
 

@@ -1,6 +1,7 @@
-// Command dev is `make dev`: a local kube-apiserver + etcd, Redis, the operator's manager, the
-// local pod runner with its Ingress proxy, and an echo sink — then it applies the sample
-// ResendWebhook, waits until it is Ready and prints how to use it. Ctrl-C stops everything.
+// Command dev is `make dev`: a local kube-apiserver + etcd, Redis, a Resend simulator, the
+// operator's manager, the local pod runner with its Ingress proxy, and an echo sink — then it
+// applies the sample ResendWebhook (which the operator registers with the simulator), waits
+// until it is Ready and prints how to make "Resend" send events. Ctrl-C stops everything.
 package main
 
 import (
@@ -55,6 +56,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	redisPort := fs.Int("redis-port", 6379, "Redis port (a free one when taken)")
 	ingressAddr := fs.String("ingress-addr", "127.0.0.1:8080", "where Ingresses are served (a free port when taken)")
 	sinkAddr := fs.String("sink-addr", "127.0.0.1:8090", "echo sink address (a free port when taken)")
+	resendAddr := fs.String("resend-addr", "127.0.0.1:8070", "Resend simulator address (a free port when taken)")
+	timeScale := fs.Float64("resend-time-scale", 0.01, "compresses Resend's retry schedule, dual-signing window and disabling (0.01: 5 min → 3 s)")
 	podLogs := fs.Bool("pod-logs", false, "also print every pod's output (always in <dir>/pods.log)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -85,23 +88,27 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	say := func(format string, a ...any) { fmt.Fprintf(stdout, "==> "+format+"\n", a...) }
 
-	manifest, sinkSecret, err := readSample(*sample)
+	smp, err := readSample(*sample)
 	if err != nil {
 		return err
 	}
-	say("starting kube-apiserver + etcd, redis-server, the manager, the pod runner and the echo sink (logs: %s)", logFile.Name())
+	manifest := smp.manifest
+	say("starting kube-apiserver + etcd, redis-server, the Resend simulator, the manager, the pod runner and the echo sink (logs: %s)", logFile.Name())
 	started := time.Now()
 	sb, err := sandbox.Start(ctx, sandbox.Options{
-		Dir:           *dir,
-		Binary:        *binary,
-		RedisPort:     portOrFree(*redisPort, stdout),
-		IngressAddr:   addrOrFree(*ingressAddr, stdout),
-		SinkAddr:      addrOrFree(*sinkAddr, stdout),
-		SinkSecret:    sinkSecret,
-		StatusRefresh: 5 * time.Second,
-		Log:           slog.New(slog.NewJSONHandler(logFile, nil)),
-		SinkLog:       slog.New(slog.NewTextHandler(stdout, nil)),
-		PodOutput:     podOut,
+		Dir:             *dir,
+		Binary:          *binary,
+		RedisPort:       portOrFree(*redisPort, stdout),
+		IngressAddr:     addrOrFree(*ingressAddr, stdout),
+		SinkAddr:        addrOrFree(*sinkAddr, stdout),
+		SinkSecret:      smp.sinkSecret,
+		StatusRefresh:   5 * time.Second,
+		ResendAddr:      addrOrFree(*resendAddr, stdout),
+		ResendAPIKeys:   smp.apiKeys,
+		ResendTimeScale: *timeScale,
+		Log:             slog.New(slog.NewJSONHandler(logFile, nil)),
+		SinkLog:         slog.New(slog.NewTextHandler(stdout, nil)),
+		PodOutput:       podOut,
 	})
 	if err != nil {
 		return err
@@ -136,17 +143,25 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-// readSample reads the manifest and the sink secret its ResendWebhook signs deliveries with.
-func readSample(path string) ([]byte, string, error) {
+// sampleManifest is the sample and what the sandbox needs to know of it.
+type sampleManifest struct {
+	manifest   []byte
+	sinkSecret string   // the secret its ResendWebhook signs deliveries with
+	apiKeys    []string // the Resend API keys it references (the simulator accepts them)
+}
+
+// readSample reads the manifest, the sink secret and the Resend API keys of its ResendWebhooks.
+func readSample(path string) (sampleManifest, error) {
 	if path == "" {
-		return nil, "", nil
+		return sampleManifest{}, nil
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, "", err
+		return sampleManifest{}, err
 	}
 	secrets := map[string]map[string]string{}
 	var sinkRef *v1alpha1.SecretKeyRef
+	var keyRefs []v1alpha1.APIKeySecretRef
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
 	for {
 		var doc struct {
@@ -160,7 +175,7 @@ func readSample(path string) ([]byte, string, error) {
 		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
-			return nil, "", fmt.Errorf("%s: %w", path, err)
+			return sampleManifest{}, fmt.Errorf("%s: %w", path, err)
 		}
 		switch doc.Kind {
 		case "Secret":
@@ -169,12 +184,21 @@ func readSample(path string) ([]byte, string, error) {
 			if w := doc.Spec.Worker; w != nil && w.Sink != nil && w.Sink.SigningSecretRef != nil {
 				sinkRef = w.Sink.SigningSecretRef
 			}
+			if r := doc.Spec.Resend; r != nil {
+				keyRefs = append(keyRefs, r.APIKeySecretRef)
+			}
 		}
 	}
-	if sinkRef == nil {
-		return b, "", nil
+	out := sampleManifest{manifest: b}
+	if sinkRef != nil {
+		out.sinkSecret = secrets[sinkRef.Name][sinkRef.Key]
 	}
-	return b, secrets[sinkRef.Name][sinkRef.Key], nil
+	for _, ref := range keyRefs {
+		if k := secrets[ref.Name][cmp.Or(ref.Key, v1alpha1.DefaultAPIKeyKey)]; k != "" {
+			out.apiKeys = append(out.apiKeys, k)
+		}
+	}
+	return out, nil
 }
 
 // writeSample points the sample at the sandbox's actual Redis and sink when their default ports
@@ -236,8 +260,18 @@ func printUsage(ctx context.Context, w io.Writer, sb *sandbox.Sandbox, sample, r
 			fmt.Fprintf(w, "  (Host: %s)", host)
 		}
 		fmt.Fprintf(w, "\n  status.url      %s  (what a real Ingress would serve)\n", rw.Status.URL)
+		direct := fmt.Sprintf("%s send --url=%s%s --secret=%s", rel(filepath.Join(root, "bin", "resend-webhook-operator")), url, hostFlag, secret)
+		if st := rw.Status.Resend; rw.Spec.Resend != nil && st != nil {
+			fmt.Fprintf(w, "  at Resend       webhook %s, %s, %d event types (simulator %s)\n", st.WebhookID, st.State, len(st.Events), sb.ResendURL)
+			fmt.Fprintf(w, "  signing secret  %s  (issued by Resend, written by the operator)\n", secret)
+			fmt.Fprintf(w, "  send events     curl -X POST '%s/_sim/events?count=5'\n", sb.ResendURL)
+			fmt.Fprintf(w, "                  (\"Resend\" signs and delivers them; ?type=email.bounced,email.opened picks types; GET %s/_sim/stats counts)\n", sb.ResendURL)
+			fmt.Fprintf(w, "  rotate secret   kubectl annotate rwh %s %s=$(date +%%s) --overwrite\n", rw.Name, v1alpha1.AnnotationRotateSigningSecret)
+			fmt.Fprintf(w, "  or directly     %s\n", direct)
+			continue
+		}
 		fmt.Fprintf(w, "  signing secret  %s\n", secret)
-		fmt.Fprintf(w, "  send events     %s send --url=%s%s --secret=%s\n", rel(filepath.Join(root, "bin", "resend-webhook-operator")), url, hostFlag, secret)
+		fmt.Fprintf(w, "  send events     %s\n", direct)
 		fmt.Fprintf(w, "                  (add --count=100 --duplicates=10 --forged=5, or --file=event.json)\n")
 	}
 	fmt.Fprintf(w, "  kubectl         KUBECONFIG=%s %s get rwh\n", rel(sb.Kubeconfig), assetsRel)

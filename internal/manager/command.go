@@ -37,6 +37,7 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendapi"
 )
 
 const summary = "Run the operator (controller manager)"
@@ -105,6 +106,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.Var(&hosts, controllers.FlagAllowedIngressHosts, "comma-separated Ingress host patterns webhooks may use: exact hosts or *.domain (any host below it); default: any host")
 	fs.Var(&prefixes, controllers.FlagAllowedIngressAnnotationPrefixes, "comma-separated prefixes every spec.ingress.annotations key must start with; default: any key")
 	fs.IntVar(&o.Controller.MaxConcurrentReconciles, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "ResendWebhooks reconciled in parallel")
+	fs.StringVar(&o.Controller.Resend.APIURL, "resend-api-url", resendapi.DefaultBaseURL, "Resend's API, for webhooks with spec.resend (a simulator in tests and the sandbox)")
+	fs.DurationVar(&o.Controller.Resend.SyncInterval, "resend-sync-interval", controllers.DefaultResendSyncInterval, "how often the state of each webhook registered at Resend is read (a spec change reads at once)")
 	qps := fs.Float64("kube-api-qps", DefaultQPS, "client-side limit of API requests per second")
 	burst := fs.Int("kube-api-burst", DefaultBurst, "client-side burst of API requests")
 	if err := cli.Parse(fs, args, getenv); err != nil {
@@ -191,7 +194,8 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		}
 	}
 	log.Info("starting manager", "watchNamespaces", o.WatchNamespaces, "image", o.Controller.Image, "leaderElect", o.LeaderElect,
-		"metrics", o.MetricsBindAddress, "metricsSecure", !o.MetricsInsecure, "policy", o.Controller.Policy)
+		"metrics", o.MetricsBindAddress, "metricsSecure", !o.MetricsInsecure, "policy", o.Controller.Policy,
+		"resendAPI", o.Controller.Resend.APIURL, "resendSyncInterval", o.Controller.Resend.SyncInterval.String())
 	return mgr.Start(ctx)
 }
 

@@ -1,10 +1,12 @@
 // Package sandbox assembles the local environment that `make dev` and the end-to-end test run:
 // a real kube-apiserver + etcd (envtest binaries) with the CRD installed, a private
-// redis-server, the operator's manager (in-process), the local pod runner with its Ingress
-// proxy, and an echo sink. Everything listens on 127.0.0.1 and Stop ends all of it.
+// redis-server, a Resend simulator the manager registers webhooks with, the operator's manager
+// (in-process), the local pod runner with its Ingress proxy, and an echo sink. Everything
+// listens on 127.0.0.1 and Stop ends all of it.
 package sandbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -28,6 +31,7 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/hack/podrunner"
 	"github.com/resend-webhook-operator/resend-webhook-operator/hack/sink"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/manager"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendsim"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 
@@ -47,6 +51,16 @@ type Options struct {
 	Log           *slog.Logger // sandbox, runner, manager and sink logs
 	SinkLog       *slog.Logger // default Log
 	PodOutput     io.Writer    // every pod's output, line-prefixed; nil = only the log files
+
+	// ResendAddr is where the Resend simulator listens (default 127.0.0.1:0).
+	ResendAddr string
+	// ResendAPIKeys are the API keys the simulator accepts (one account).
+	ResendAPIKeys []string
+	// ResendTimeScale compresses Resend's delivery schedule, dual-signing window and disabling
+	// (default 0.01: 5 s → 50 ms, 5 min → 3 s, 24 h → 14.4 min).
+	ResendTimeScale float64
+	// ResendSyncInterval is the manager's --resend-sync-interval (default 30s).
+	ResendSyncInterval time.Duration
 }
 
 // Sandbox is a running sandbox.
@@ -57,6 +71,9 @@ type Sandbox struct {
 	SinkURL    string // http://127.0.0.1:port/ — what spec.worker.sink.url should say
 	Sink       *sink.Sink
 	Runner     *podrunner.Runner
+	// Resend is the Resend simulator; ResendURL its base URL (the manager's --resend-api-url).
+	Resend    *resendsim.Server
+	ResendURL string
 
 	env       *envtest.Environment
 	redis     *exec.Cmd
@@ -64,6 +81,7 @@ type Sandbox struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	log       *slog.Logger
+	ingress   atomic.Pointer[string] // the runner's Ingress address, once it listens
 }
 
 var setLoggerOnce sync.Once
@@ -106,6 +124,9 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	if err := s.startSink(ctx, o); err != nil {
 		return s, err
 	}
+	if err := s.startResend(o); err != nil {
+		return s, err
+	}
 	if err := s.startManager(ctx, o); err != nil {
 		return s, err
 	}
@@ -121,6 +142,7 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	if err != nil {
 		return s, err
 	}
+	s.ingress.Store(new(s.Runner.IngressAddr()))
 	return s, nil
 }
 
@@ -224,14 +246,44 @@ func (s *Sandbox) startSink(ctx context.Context, o Options) error {
 	}
 }
 
+// startResend starts the Resend simulator. Hostnames of endpoints resolve to the Ingress proxy,
+// as public DNS would point them at the Ingress; IP addresses are dialled as they are.
+func (s *Sandbox) startResend(o Options) error {
+	sim, err := resendsim.Listen(cmp.Or(o.ResendAddr, "127.0.0.1:0"), resendsim.Options{
+		TimeScale: cmp.Or(o.ResendTimeScale, 0.01),
+		Log:       o.Log.With("component", "resend-simulator"),
+		Resolve: func(hostport string) string {
+			host, _, err := net.SplitHostPort(hostport)
+			if err != nil || net.ParseIP(host) != nil || host == "localhost" {
+				return ""
+			}
+			if addr := s.ingress.Load(); addr != nil {
+				return *addr
+			}
+			return ""
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	for _, k := range o.ResendAPIKeys {
+		sim.AddKey(k, "")
+	}
+	s.Resend, s.ResendURL = sim, sim.URL
+	s.log.Info("resend simulator started", "url", sim.URL)
+	return nil
+}
+
 // startManager runs the operator's manager in-process, exactly as `resend-webhook-operator
 // manager` configures it (internal/manager.Run), with metrics and probes disabled.
 func (s *Sandbox) startManager(ctx context.Context, o Options) error {
 	opts := manager.Options{
 		MetricsBindAddress:     "0",
 		HealthProbeBindAddress: "0",
-		Controller:             controllers.Options{Image: Image, StatusRefresh: o.StatusRefresh},
-		Logger:                 o.Log.With("component", "manager"),
+		Controller: controllers.Options{Image: Image, StatusRefresh: o.StatusRefresh, Resend: controllers.ResendOptions{
+			APIURL: s.ResendURL, SyncInterval: cmp.Or(o.ResendSyncInterval, 30*time.Second),
+		}},
+		Logger: o.Log.With("component", "manager"),
 	}
 	s.wg.Go(func() {
 		if err := manager.Run(ctx, s.RestConfig, opts); err != nil {
@@ -249,6 +301,9 @@ func (s *Sandbox) Stop() {
 	}
 	s.cancel()
 	s.wg.Wait()
+	if s.Resend != nil {
+		s.Resend.Close()
+	}
 	if s.redis != nil && s.redis.Process != nil {
 		_ = s.redis.Process.Signal(os.Interrupt)
 		select {
