@@ -35,8 +35,8 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendsim"
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/sender"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 	"github.com/resend-webhook-operator/resend-webhook-operator/receiver"
 )
 
