@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
@@ -36,8 +37,8 @@ func TestQueueMonitorsShareAndCloseClients(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if fig, err := ma.figures(ctx, "never.used"); err != nil || fig.Pending != 0 || fig.Name != "never.used" {
-		t.Fatalf("figures of a missing queue = %+v, %v; want zeros", fig, err)
+	if got, err := ma.read(ctx, "never.used", true); err != nil || got.figures.Pending != 0 || got.figures.Name != "never.used" || len(got.sink) != 0 {
+		t.Fatalf("figures of a missing queue = %+v, %v; want zeros and no sink reports", got, err)
 	}
 	// b moves to other credentials: a second client; a keeps the first.
 	if _, err := q.get(b, redisconn.Config{URL: red.URL(), Password: "other"}); err != nil {
@@ -80,7 +81,7 @@ func TestDesiredStatus(t *testing.T) {
 	available := availableDeployment(2)
 	ing := &networkingv1.Ingress{}
 	ing.Status.LoadBalancer.Ingress = []networkingv1.IngressLoadBalancerIngress{{Hostname: "lb.example.net"}}
-	obs := observation{secrets: ok(v1alpha1.ConditionSecretResolved), receiver: available, ingress: ing, queue: ok(v1alpha1.ConditionQueueReachable)}
+	obs := observation{secrets: ok(v1alpha1.ConditionSecretResolved), receiver: available, ingress: ing, queue: queueObservation{reachable: ok(v1alpha1.ConditionQueueReachable)}}
 
 	st := desiredStatus(rw, obs)
 	if st.URL != "https://hooks.example.com/in" || st.Receiver.ReadyReplicas != 2 || st.ObservedGeneration != 3 || st.Queue.Name != "ns.w" {
@@ -101,7 +102,7 @@ func TestDesiredStatus(t *testing.T) {
 	}
 	// Redis down: not ready, figures kept.
 	rw.Status.Queue.Pending = 7
-	obs.queue = metav1.Condition{Type: v1alpha1.ConditionQueueReachable, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonUnreachable, Message: "x"}
+	obs.queue = queueObservation{reachable: metav1.Condition{Type: v1alpha1.ConditionQueueReachable, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonUnreachable, Message: "x"}}
 	st = desiredStatus(rw, obs)
 	if meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady) || st.Queue.Pending != 7 {
 		t.Fatalf("status %+v", st)
@@ -260,5 +261,53 @@ func TestReadyConditionPrecedence(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestSinkCondition(t *testing.T) {
+	now := time.Now()
+	rep := func(state, class string, since time.Duration) queuestore.SinkReport {
+		return queuestore.SinkReport{State: state, ErrorClass: class, Since: now.Add(-since)}
+	}
+	for _, tc := range []struct {
+		name    string
+		reports []queuestore.SinkReport
+		status  metav1.ConditionStatus
+		reason  string
+		message string
+	}{
+		{"no worker yet", nil, metav1.ConditionUnknown, v1alpha1.ReasonNoReports, "no worker has reported"},
+		{"breakers switched off", []queuestore.SinkReport{rep(queuestore.SinkDisabled, "", 0)}, metav1.ConditionUnknown, v1alpha1.ReasonNoReports, "without a circuit breaker"},
+		{"all deliver", []queuestore.SinkReport{rep(queuestore.SinkClosed, "", 0), rep(queuestore.SinkClosed, "", 0)}, metav1.ConditionTrue, v1alpha1.ReasonSinkReachable, "2 workers"},
+		{"one holds", []queuestore.SinkReport{rep(queuestore.SinkClosed, "", 0), rep(queuestore.SinkOpen, "http 503", time.Minute)}, metav1.ConditionFalse, v1alpha1.ReasonSinkUnavailable, "1 of 2 workers hold deliveries since"},
+		{"the oldest outage's class", []queuestore.SinkReport{rep(queuestore.SinkOpen, "timeout", time.Second), rep(queuestore.SinkOpen, "connection refused", time.Hour)}, metav1.ConditionFalse, v1alpha1.ReasonSinkUnavailable, "connection refused"},
+	} {
+		c := sinkCondition(tc.reports)
+		if c.Type != v1alpha1.ConditionSinkAvailable || c.Status != tc.status || c.Reason != tc.reason || !strings.Contains(c.Message, tc.message) {
+			t.Errorf("%s: %+v", tc.name, c)
+		}
+	}
+
+	// Folded into Ready only when False: Unknown keeps a new webhook Ready.
+	rw := &v1alpha1.ResendWebhook{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "w"}}
+	rw.Spec.Worker = &v1alpha1.WorkerSpec{}
+	ok := func(typ string) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: "OK"}
+	}
+	obs := observation{secrets: ok(v1alpha1.ConditionSecretResolved), receiver: availableDeployment(2), worker: availableDeployment(1),
+		queue: queueObservation{reachable: ok(v1alpha1.ConditionQueueReachable), sink: sinkCondition(nil)}}
+	st := desiredStatus(rw, obs)
+	if !meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady) || meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionSinkAvailable) == nil {
+		t.Fatalf("Unknown SinkAvailable: %+v", st.Conditions)
+	}
+	obs.queue.sink = sinkCondition([]queuestore.SinkReport{rep(queuestore.SinkOpen, "http 503", 0)})
+	st = desiredStatus(rw, obs)
+	if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady); c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonSinkUnavailable {
+		t.Fatalf("False SinkAvailable: Ready %+v", c)
+	}
+	rw.Spec.Worker = nil
+	rw.Status = st
+	if st = desiredStatus(rw, obs); meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionSinkAvailable) != nil {
+		t.Fatalf("SinkAvailable kept without spec.worker: %+v", st.Conditions)
 	}
 }

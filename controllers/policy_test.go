@@ -55,6 +55,8 @@ func TestTenantPolicyFlags(t *testing.T) {
 	var ing networkingv1.Ingress
 	waitFor(t, ns, "hooks", &ing)
 	waitFor(t, ns, "hooks-receiver", &appsv1.Deployment{})
+	// The allowed spec is reported before the next violation, so that one is a new transition.
+	waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNotReady)
 
 	// A forbidden annotation on the live webhook: nothing new is applied, the Ingress stays.
 	update(t, rw, func(rw *v1alpha1.ResendWebhook) {

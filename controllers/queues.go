@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -24,39 +25,102 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
 )
 
-// observeQueue PINGs Redis with the configured credentials, reads the queue's figures (and
-// exports them as metrics), and says whether Redis keeps what it acknowledged (read at most once
-// per queue-status interval per Redis).
-func (r *Reconciler) observeQueue(ctx context.Context, rw *v1alpha1.ResendWebhook, secrets *secretReader) (reachable, durable metav1.Condition, figures *v1alpha1.QueueStatus) {
+// queueObservation is what one look at Redis said about a webhook's queue.
+type queueObservation struct {
+	reachable, durable metav1.Condition
+	// sink is the SinkAvailable condition from the workers' reports; empty without spec.worker.
+	sink    metav1.Condition
+	figures *v1alpha1.QueueStatus // nil: unknown this time (keep the last figures)
+}
+
+// observeQueue PINGs Redis with the configured credentials and reads the queue's figures, the
+// workers' sink reports and (rarely) Redis' durability settings.
+func (r *Reconciler) observeQueue(ctx context.Context, rw *v1alpha1.ResendWebhook, secrets *secretReader) queueObservation {
 	key := client.ObjectKeyFromObject(rw)
+	unknownSink := func(why string) metav1.Condition {
+		if rw.Spec.Worker == nil {
+			return metav1.Condition{}
+		}
+		return metav1.Condition{Type: v1alpha1.ConditionSinkAvailable, Status: metav1.ConditionUnknown, Reason: v1alpha1.ReasonNoReports, Message: why}
+	}
 	cfg, bad := secrets.redisConfig(ctx, rw)
 	if bad != nil {
 		r.queues.release(key)
-		return *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonCredentials, bad.Message),
-			durabilityUnknown("the Redis credentials are unavailable"), nil
+		return queueObservation{
+			reachable: *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonCredentials, bad.Message),
+			durable:   durabilityUnknown("the Redis credentials are unavailable"),
+			sink:      unknownSink("the Redis credentials are unavailable"),
+		}
 	}
 	mon, err := r.queues.get(key, cfg)
 	if err != nil {
-		return *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonInvalidRedisConfig, truncate(err.Error(), 256)),
-			durabilityUnknown("the Redis settings are invalid"), nil
+		return queueObservation{
+			reachable: *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonInvalidRedisConfig, truncate(err.Error(), 256)),
+			durable:   durabilityUnknown("the Redis settings are invalid"),
+			sink:      unknownSink("the Redis settings are invalid"),
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.opts.RedisTimeout)
 	defer cancel()
-	fig, err := mon.figures(ctx, rw.QueueName())
+	read, err := mon.read(ctx, rw.QueueName(), rw.Spec.Worker != nil)
 	if err != nil {
 		class := redisErrorClass(err)
 		// The raw error names addresses: the operator's own debug log only, never the status
 		// a tenant reads (it would make the operator a port scanner).
 		ctrl.LoggerFrom(ctx).V(1).Info("redis unreachable", "class", class, "error", err.Error())
-		return *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonUnreachable, "Redis unreachable: "+class),
-			mon.durable.last("Redis is unreachable"), nil
+		return queueObservation{
+			reachable: *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonUnreachable, "Redis unreachable: "+class),
+			durable:   mon.durable.last("Redis is unreachable"),
+			sink:      unknownSink("Redis is unreachable, so the workers' reports cannot be read"),
+		}
 	}
-	setQueueMetrics(key, fig)
-	return metav1.Condition{Type: v1alpha1.ConditionQueueReachable, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReachable,
-		Message: fmt.Sprintf("queue %q reachable", rw.QueueName())}, mon.durable.get(ctx, mon.client, r.opts.QueueStatusInterval), &fig
+	setQueueMetrics(key, read.figures)
+	obs := queueObservation{
+		reachable: metav1.Condition{Type: v1alpha1.ConditionQueueReachable, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReachable,
+			Message: fmt.Sprintf("queue %q reachable", rw.QueueName())},
+		durable: mon.durable.get(ctx, mon.client, r.opts.QueueStatusInterval),
+		figures: &read.figures,
+	}
+	if rw.Spec.Worker != nil {
+		obs.sink = sinkCondition(read.sink)
+	}
+	return obs
+}
+
+// sinkCondition is SinkAvailable from the workers' fresh reports: False while any worker's
+// circuit breaker holds deliveries, Unknown while no worker reports (none running yet, or
+// every breaker switched off), True otherwise.
+func sinkCondition(reports []queuestore.SinkReport) metav1.Condition {
+	var open, active []queuestore.SinkReport
+	for _, rep := range reports {
+		switch {
+		case rep.Open():
+			open = append(open, rep)
+			active = append(active, rep)
+		case rep.State == queuestore.SinkClosed:
+			active = append(active, rep)
+		}
+	}
+	switch {
+	case len(open) > 0:
+		first := slices.MinFunc(open, func(a, b queuestore.SinkReport) int { return a.Since.Compare(b.Since) })
+		class := cmp.Or(first.ErrorClass, "sink-down failures")
+		return *falseCond(v1alpha1.ConditionSinkAvailable, v1alpha1.ReasonSinkUnavailable, fmt.Sprintf(
+			"%d of %d workers hold deliveries since %s: %s; events stay queued without spending attempts",
+			len(open), len(active), first.Since.UTC().Format(time.RFC3339), class))
+	case len(active) == 0 && len(reports) > 0:
+		return metav1.Condition{Type: v1alpha1.ConditionSinkAvailable, Status: metav1.ConditionUnknown, Reason: v1alpha1.ReasonNoReports,
+			Message: "the workers run without a circuit breaker (spec.worker.circuitBreaker.enabled: false)"}
+	case len(active) == 0:
+		return metav1.Condition{Type: v1alpha1.ConditionSinkAvailable, Status: metav1.ConditionUnknown, Reason: v1alpha1.ReasonNoReports,
+			Message: "no worker has reported on its sink yet"}
+	}
+	return metav1.Condition{Type: v1alpha1.ConditionSinkAvailable, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonSinkReachable,
+		Message: fmt.Sprintf("%d workers deliver to the sink", len(active))}
 }
 
 // Classes of Redis errors: what QueueReachable says instead of the error's text.
@@ -228,25 +292,30 @@ func fingerprint(c redisconn.Config) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// figures PINGs Redis and reads the queue's sizes. A queue that does not exist yet (nothing was
-// ever enqueued) has all-zero figures.
-func (m *queueMonitor) figures(ctx context.Context, queue string) (v1alpha1.QueueStatus, error) {
-	qs := v1alpha1.QueueStatus{Name: queue}
+// queueReading is one read of a queue's state in Redis.
+type queueReading struct {
+	figures v1alpha1.QueueStatus
+	sink    []queuestore.SinkReport
+}
+
+// read PINGs Redis and reads the queue's figures (Asynq's plus the dead-letter store and the
+// tasks a breaker parked) and, when asked, the workers' sink reports. A queue that does not
+// exist yet (nothing was ever enqueued) has all-zero figures.
+func (m *queueMonitor) read(ctx context.Context, queue string, sinkReports bool) (queueReading, error) {
+	out := queueReading{figures: v1alpha1.QueueStatus{Name: queue}}
 	if err := m.client.Ping(ctx).Err(); err != nil {
-		return qs, err
+		return out, err
 	}
-	info, err := m.inspector.GetQueueInfo(queue)
+	store := queuestore.New(m.client, queue)
+	f, err := store.Figures(ctx)
 	if err != nil {
-		queues, qerr := m.inspector.Queues()
-		if qerr == nil && !slices.Contains(queues, queue) {
-			return qs, nil
-		}
-		return qs, err
+		return out, err
 	}
-	qs.Pending = int64(info.Pending)
-	qs.Active = int64(info.Active)
-	qs.Scheduled = int64(info.Scheduled)
-	qs.Retry = int64(info.Retry)
-	qs.Archived = int64(info.Archived)
-	return qs, nil
+	out.figures.Pending, out.figures.Active, out.figures.Scheduled, out.figures.Retry, out.figures.Archived = f.Pending, f.Active, f.Scheduled, f.Retry, f.Dead
+	if sinkReports {
+		if out.sink, err = store.SinkReports(ctx); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
 }

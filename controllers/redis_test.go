@@ -49,7 +49,7 @@ func TestRedisErrorClasses(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_, err = m.figures(ctx, "n.w")
+		_, err = m.read(ctx, "n.w", false)
 		return err
 	}
 	for _, tc := range []struct {

@@ -31,9 +31,7 @@ type observation struct {
 	receiver *appsv1.Deployment // nil: no such Deployment controlled by the webhook
 	worker   *appsv1.Deployment
 	ingress  *networkingv1.Ingress
-	queue    metav1.Condition
-	durable  metav1.Condition
-	figures  *v1alpha1.QueueStatus // nil: unknown this time (keep the last figures)
+	queue    queueObservation
 	// registration is the Resend step's outcome; nil without spec.resend.
 	registration *registration
 }
@@ -52,7 +50,7 @@ func (r *Reconciler) observe(ctx context.Context, rw *v1alpha1.ResendWebhook, se
 	if err := errors.Join(errs[:]...); err != nil {
 		return obs, err
 	}
-	obs.queue, obs.durable, obs.figures = r.observeQueue(ctx, rw, secrets)
+	obs.queue = r.observeQueue(ctx, rw, secrets)
 	return obs, nil
 }
 
@@ -92,7 +90,7 @@ func desiredStatus(rw *v1alpha1.ResendWebhook, obs observation) v1alpha1.ResendW
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionIngressReady)
 	}
-	applicable = append(applicable, obs.queue)
+	applicable = append(applicable, obs.queue.reachable)
 	if reg := obs.registration; reg != nil {
 		applicable = append(applicable, reg.cond)
 		st.Resend = reg.status
@@ -100,10 +98,24 @@ func desiredStatus(rw *v1alpha1.ResendWebhook, obs observation) v1alpha1.ResendW
 		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionRegistered)
 		st.Resend = nil
 	}
+	// SinkAvailable counts for Ready only when False: Unknown (no worker reported yet) must
+	// not keep a new webhook from becoming Ready.
+	sink := obs.queue.sink
+	if rw.Spec.Worker == nil {
+		sink = metav1.Condition{}
+	}
+	if sink.Type == "" {
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionSinkAvailable)
+	} else if sink.Status == metav1.ConditionFalse {
+		applicable = append(applicable, sink)
+	}
 	ready := readyCondition(append(applicable, obs.applied.condition()))
 	stored := append(applicable, ready)
-	if obs.durable.Type != "" { // QueueDurable is advice: stored, never part of Ready
-		stored = append(stored, obs.durable)
+	if sink.Type != "" && sink.Status != metav1.ConditionFalse {
+		stored = append(stored, sink)
+	}
+	if obs.queue.durable.Type != "" { // QueueDurable is advice: stored, never part of Ready
+		stored = append(stored, obs.queue.durable)
 	}
 	for _, c := range stored {
 		c.ObservedGeneration = rw.Generation
@@ -113,8 +125,8 @@ func desiredStatus(rw *v1alpha1.ResendWebhook, obs observation) v1alpha1.ResendW
 	st.URL = endpointURL(rw, obs.ingress)
 	st.Receiver.ReadyReplicas = readyReplicas(obs.receiver)
 	st.Worker.ReadyReplicas = readyReplicas(obs.worker)
-	if obs.figures != nil {
-		st.Queue = *obs.figures
+	if obs.queue.figures != nil {
+		st.Queue = *obs.queue.figures
 	}
 	st.Queue.Name = rw.QueueName()
 	return st
@@ -221,7 +233,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, rw *v1alpha1.ResendWebhook
 var errRetry = errors.New("status conflict: retry")
 
 // failureConditions are the conditions whose turning False is worth a Warning Event.
-var failureConditions = []string{v1alpha1.ConditionSecretResolved, v1alpha1.ConditionQueueReachable}
+var failureConditions = []string{v1alpha1.ConditionSecretResolved, v1alpha1.ConditionQueueReachable, v1alpha1.ConditionSinkAvailable}
 
 // readyFailureEvents are the reasons of Ready whose arrival is worth a Warning Event: each needs
 // someone to act, and no other condition's Event already says it.
