@@ -60,8 +60,9 @@ spec:
         - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
         - {name: VERSION, value: "1"}
         ports: [{name: http, containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1, failureThreshold: 1}
-        livenessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 5, failureThreshold: 3}
+        # Generous timeouts: a loaded test machine must not fail a probe by accident.
+        readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1, timeoutSeconds: 5, failureThreshold: 1}
+        livenessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1, timeoutSeconds: 5, failureThreshold: 2}
         volumeMounts: [{name: file, mountPath: /etc/podapp, readOnly: true}]
       volumes:
       - {name: file, secret: {secretName: podapp-file, defaultMode: 0440}}
@@ -295,6 +296,23 @@ func TestAgentRunsDeploymentsWithRealControllers(t *testing.T) {
 		}
 	})
 
+	t.Run("a failing liveness probe restarts the container", func(t *testing.T) {
+		e := e.on(t)
+		pod := e.readyPods(2)[1]
+		e.podPost(pod, "/unhealthy")
+		testutil.Eventually(t, 30*time.Second, "restarted and Ready again", func() error {
+			var p corev1.Pod
+			e.getJSON(&p, "pod/"+pod.Name)
+			if s := p.Status.ContainerStatuses; len(s) != 1 || s[0].RestartCount != 1 || !s[0].Ready {
+				return fmt.Errorf("container statuses %+v", s)
+			}
+			return nil
+		})
+		if err := contains(e.run("get", "events", "--field-selector", "involvedObject.name="+pod.Name), "failed liveness probe, will be restarted"); err != nil {
+			t.Error(err)
+		}
+	})
+
 	t.Run("kubectl delete pod: SIGTERM, grace period, SIGKILL, then a replacement", func(t *testing.T) {
 		e := e.on(t)
 		victim := e.readyPods(2)[0]
@@ -359,6 +377,27 @@ func TestAgentRunsDeploymentsWithRealControllers(t *testing.T) {
 			return row(table, strings.Fields(table + " -")[0], "0/1", "ErrImagePull")
 		})
 		e.run("delete", "deployment", "other", "--wait=true")
+	})
+
+	t.Run("a pod waits for a missing Secret and starts once it exists", func(t *testing.T) {
+		e := e.on(t)
+		late := strings.NewReplacer("name: podapp-file", "name: late", "secretName: podapp-file", "secretName: late",
+			"{name: podapp}", "{name: waiter}", "app: podapp", "app: waiter", "replicas: 2", "replicas: 1")
+		deployment := manifest[strings.Index(manifest, "apiVersion: apps/v1"):strings.Index(manifest, "---\napiVersion: v1\nkind: Service")]
+		e.apply(late.Replace(deployment))
+		testutil.Eventually(t, 30*time.Second, "pod in ContainerCreating with a FailedMount event", func() error {
+			table := e.run("get", "pods", "-l", "app=waiter", "--no-headers")
+			if err := row(table, strings.Fields(table + " -")[0], "0/1", "ContainerCreating"); err != nil {
+				return err
+			}
+			return contains(e.run("get", "events", "--field-selector", "reason=FailedMount"), `secret "late" not found`)
+		})
+		e.apply(late.Replace(manifest[:strings.Index(manifest, "---")]))
+		testutil.Eventually(t, 30*time.Second, "pod running and ready", func() error {
+			table := e.run("get", "pods", "-l", "app=waiter", "--no-headers")
+			return row(table, strings.Fields(table + " -")[0], "1/1", "Running")
+		})
+		e.run("delete", "deployment", "waiter", "--wait=true")
 	})
 
 	t.Run("deleting the Deployment garbage-collects its ReplicaSets and pods", func(t *testing.T) {

@@ -3,7 +3,7 @@
 // readiness or make it crash.
 //
 //	GET /          "pod=<POD_NAME> version=<VERSION>" (logged to stdout)
-//	GET /healthz   200
+//	GET /healthz   200, or 500 after POST /unhealthy
 //	GET /readyz    200, or 503 after POST /unready (until POST /ready)
 //	GET /file      SHA-256 of the --file content (hex), read on every request
 //	POST /crash    exits with status 3
@@ -31,14 +31,19 @@ func main() {
 	file := flag.String("file", "", "file whose SHA-256 GET /file reports")
 	flag.Parse()
 	pod, version := os.Getenv("POD_NAME"), os.Getenv("VERSION")
-	var unready, ignoreTerm atomic.Bool
+	var unready, unhealthy, ignoreTerm atomic.Bool
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		log.Printf("served / to %s", r.RemoteAddr)
 		fmt.Fprintf(w, "pod=%s version=%s\n", pod, version)
 	})
-	mux.HandleFunc("GET /healthz", func(http.ResponseWriter, *http.Request) {})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if unhealthy.Load() {
+			http.Error(w, "told to be unhealthy", http.StatusInternalServerError)
+		}
+	})
+	mux.HandleFunc("POST /unhealthy", func(http.ResponseWriter, *http.Request) { unhealthy.Store(true) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if unready.Load() {
 			http.Error(w, "told to be unready", http.StatusServiceUnavailable)
