@@ -276,15 +276,9 @@ func TestAgentRunsDeploymentsWithRealControllers(t *testing.T) {
 		e := e.on(t)
 		pod := e.readyPods(2)[0]
 		e.podPost(pod, "/crash")
-		testutil.Eventually(t, 30*time.Second, "restartCount 1 and Ready again", func() error {
-			var p corev1.Pod
-			e.getJSON(&p, "pod/"+pod.Name)
-			if s := p.Status.ContainerStatuses; len(s) != 1 || s[0].RestartCount != 1 || !s[0].Ready ||
-				s[0].LastTerminationState.Terminated == nil || s[0].LastTerminationState.Terminated.ExitCode != 3 {
-				return fmt.Errorf("container statuses %+v", s)
-			}
-			return nil
-		})
+		if last := e.restartedOnce(pod).LastTerminationState.Terminated; last == nil || last.ExitCode != 3 || last.Reason != "Error" {
+			t.Errorf("last termination %+v, want exit code 3 (Error)", last)
+		}
 		if err := contains(e.run("logs", pod.Name, "--previous"), "crashing on request"); err != nil {
 			t.Error(err)
 		}
@@ -300,14 +294,7 @@ func TestAgentRunsDeploymentsWithRealControllers(t *testing.T) {
 		e := e.on(t)
 		pod := e.readyPods(2)[1]
 		e.podPost(pod, "/unhealthy")
-		testutil.Eventually(t, 30*time.Second, "restarted and Ready again", func() error {
-			var p corev1.Pod
-			e.getJSON(&p, "pod/"+pod.Name)
-			if s := p.Status.ContainerStatuses; len(s) != 1 || s[0].RestartCount != 1 || !s[0].Ready {
-				return fmt.Errorf("container statuses %+v", s)
-			}
-			return nil
-		})
+		e.restartedOnce(pod)
 		if err := contains(e.run("get", "events", "--field-selector", "involvedObject.name="+pod.Name), "failed liveness probe, will be restarted"); err != nil {
 			t.Error(err)
 		}
@@ -495,6 +482,21 @@ func (e *env) readyPods(n int) []corev1.Pod {
 		return nil
 	})
 	return pods
+}
+
+// restartedOnce waits until the pod's container has restarted once and is Ready again, and
+// returns its status.
+func (e *env) restartedOnce(pod corev1.Pod) corev1.ContainerStatus {
+	e.t.Helper()
+	var p corev1.Pod
+	testutil.Eventually(e.t, 30*time.Second, "restarted once and Ready again", func() error {
+		e.getJSON(&p, "pod/"+pod.Name)
+		if s := p.Status.ContainerStatuses; len(s) != 1 || s[0].RestartCount != 1 || !s[0].Ready {
+			return fmt.Errorf("container statuses %+v", s)
+		}
+		return nil
+	})
+	return p.Status.ContainerStatuses[0]
 }
 
 // loopback is where the pod's processes listen (the pod IP's loopback twin).
