@@ -61,11 +61,14 @@ func (a *Agent) reconcilePod(ctx context.Context, req reconcile.Request) (reconc
 		// Deleted without a grace period, or replaced by a new pod of the same name (which
 		// starts once this one is gone).
 		w.terminate(a.gracePeriod(w.pod, nil))
-		if w.finished() {
-			a.forget(w)
-			return reconcile.Result{Requeue: !gone}, nil
+		if !w.finished() {
+			return reconcile.Result{}, nil // its end has it reconciled again
 		}
-		return reconcile.Result{}, nil
+		a.forget(w)
+		if gone {
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
 	case pod.DeletionTimestamp != nil:
 		w.terminate(a.gracePeriod(&pod, pod.DeletionGracePeriodSeconds))
 	default:
