@@ -213,7 +213,7 @@ func startProcess(bin string, args []string, logPath string) (*process, error) {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with its parent
+	cmd.SysProcAttr = testutil.ChildProcAttr()
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
 		return nil, fmt.Errorf("cluster: starting %s: %w", bin, err)

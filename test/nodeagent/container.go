@@ -21,6 +21,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 
 // readinessPeriod caps a readiness probe's period: the sandbox should see a pod Ready within
@@ -148,7 +150,9 @@ func (w *podWorker) prepare(c *container) (*exec.Cmd, string, error) {
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Env, cmd.Dir = env, w.dir
-	cmd.SysProcAttr = processAttr()
+	// Its own process group, so stopping reaches its children too.
+	cmd.SysProcAttr = testutil.ChildProcAttr()
+	cmd.SysProcAttr.Setpgid = true
 	w.mu.Lock()
 	c.imageID = agentName + "://" + exe
 	w.mu.Unlock()
