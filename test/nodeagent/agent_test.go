@@ -359,10 +359,7 @@ func TestAgentRunsDeploymentsWithRealControllers(t *testing.T) {
 	t.Run("an image outside the map fails the pod clearly", func(t *testing.T) {
 		e := e.on(t)
 		e.run("create", "deployment", "other", "--image=nginx:1.27")
-		testutil.Eventually(t, 30*time.Second, "pod waiting with ErrImagePull", func() error {
-			table := e.run("get", "pods", "-l", "app=other", "--no-headers")
-			return row(table, strings.Fields(table + " -")[0], "0/1", "ErrImagePull")
-		})
+		e.onlyPodShows("app=other", "0/1", "ErrImagePull", nil)
 		e.run("delete", "deployment", "other", "--wait=true")
 	})
 
@@ -372,18 +369,11 @@ func TestAgentRunsDeploymentsWithRealControllers(t *testing.T) {
 			"{name: podapp}", "{name: waiter}", "app: podapp", "app: waiter", "replicas: 2", "replicas: 1")
 		deployment := manifest[strings.Index(manifest, "apiVersion: apps/v1"):strings.Index(manifest, "---\napiVersion: v1\nkind: Service")]
 		e.apply(late.Replace(deployment))
-		testutil.Eventually(t, 30*time.Second, "pod in ContainerCreating with a FailedMount event", func() error {
-			table := e.run("get", "pods", "-l", "app=waiter", "--no-headers")
-			if err := row(table, strings.Fields(table + " -")[0], "0/1", "ContainerCreating"); err != nil {
-				return err
-			}
+		e.onlyPodShows("app=waiter", "0/1", "ContainerCreating", func() error {
 			return contains(e.run("get", "events", "--field-selector", "reason=FailedMount"), `secret "late" not found`)
 		})
 		e.apply(late.Replace(manifest[:strings.Index(manifest, "---")]))
-		testutil.Eventually(t, 30*time.Second, "pod running and ready", func() error {
-			table := e.run("get", "pods", "-l", "app=waiter", "--no-headers")
-			return row(table, strings.Fields(table + " -")[0], "1/1", "Running")
-		})
+		e.onlyPodShows("app=waiter", "1/1", "Running", nil)
 		e.run("delete", "deployment", "waiter", "--wait=true")
 	})
 
@@ -482,6 +472,19 @@ func (e *env) readyPods(n int) []corev1.Pod {
 		return nil
 	})
 	return pods
+}
+
+// onlyPodShows waits until kubectl get pods shows the one pod of selector with these READY
+// and STATUS columns (and also passes check, if any).
+func (e *env) onlyPodShows(selector, ready, status string, check func() error) {
+	e.t.Helper()
+	testutil.Eventually(e.t, 30*time.Second, "pod of "+selector+" "+ready+" "+status, func() error {
+		table := e.run("get", "pods", "-l", selector, "--no-headers")
+		if err := row(table, strings.Fields(table + " -")[0], ready, status); err != nil || check == nil {
+			return err
+		}
+		return check()
+	})
 }
 
 // restartedOnce waits until the pod's container has restarted once and is Ready again, and
