@@ -14,6 +14,12 @@ const (
 	ConditionWorkerAvailable = "WorkerAvailable"
 	// ConditionIngressReady is True when the Ingress has a load-balancer address (only with spec.ingress).
 	ConditionIngressReady = "IngressReady"
+	// ConditionRouteReady is True when every Gateway the HTTPRoute attaches to accepted it and
+	// resolved its backend (only with spec.gateway).
+	ConditionRouteReady = "RouteReady"
+	// ConditionWorkerAutoscalerReady is True when KEDA's ScaledObject for the workers is ready:
+	// KEDA reads the queue's backlog and scales on it (only with spec.worker.autoscaling).
+	ConditionWorkerAutoscalerReady = "WorkerAutoscalerReady"
 	// ConditionQueueReachable is True when Redis answers PING with the configured credentials.
 	ConditionQueueReachable = "QueueReachable"
 	// ConditionSinkAvailable is False while a worker's circuit breaker holds deliveries because
@@ -56,6 +62,23 @@ const (
 	ReasonAddressAssigned = "AddressAssigned"
 	ReasonNoAddress       = "NoLoadBalancerAddress"
 	ReasonIngressMissing  = "IngressNotFound"
+
+	// RouteReady and WorkerAutoscalerReady: the Gateway controller (for a parent of the route)
+	// or KEDA has not reported on the object's current generation yet.
+	ReasonPending = "Pending"
+
+	// RouteReady.
+	ReasonRouteAccepted    = "Accepted"
+	ReasonGatewayAPIAbsent = "GatewayAPINotInstalled" // the HTTPRoute CRD is not served
+	ReasonRouteMissing     = "RouteNotFound"
+	ReasonRouteNotAccepted = "NotAccepted"     // a parent Gateway refused the route
+	ReasonRefsNotResolved  = "RefsNotResolved" // a parent could not resolve the receiver Service
+
+	// WorkerAutoscalerReady.
+	ReasonScalerReady         = "ScalerReady"
+	ReasonKEDAAbsent          = "KEDANotInstalled" // the ScaledObject CRD is not served; workers keep spec.worker.replicas
+	ReasonScaledObjectMissing = "ScaledObjectNotFound"
+	ReasonScalerNotReady      = "ScalerNotReady" // KEDA reports the ScaledObject not ready (e.g. Redis unreachable for it)
 
 	// QueueReachable.
 	ReasonReachable          = "Reachable"

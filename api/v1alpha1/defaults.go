@@ -22,11 +22,14 @@ const (
 	DefaultMaxBodyBytes     = 1 << 20
 	DefaultTolerance        = 5 * time.Minute
 	DefaultIngressPath      = "/"
+	DefaultGatewayPath      = "/"
 	DefaultWorkerReplicas   = 1
 	DefaultConcurrency      = 10
 	DefaultSinkTimeout      = 10 * time.Second
 	DefaultAutoscalingMin   = 2
 	DefaultAutoscalingCPU   = 70
+	DefaultWorkerMinScale   = 1
+	DefaultPendingPerWorker = 100
 	DefaultAPIKeyKey        = "api-key"
 	DefaultReplicaTimeout   = time.Second
 	DefaultBreakerThreshold = 5
@@ -86,9 +89,16 @@ func (rw *ResendWebhook) Default() {
 	if in := s.Ingress; in != nil && in.Path == "" {
 		in.Path = DefaultIngressPath
 	}
+	if g := s.Gateway; g != nil && g.Path == "" {
+		g.Path = DefaultGatewayPath
+	}
 	if w := s.Worker; w != nil {
 		setInt32(&w.Replicas, DefaultWorkerReplicas)
 		setInt32(&w.Concurrency, DefaultConcurrency)
+		if a := w.Autoscaling; a != nil {
+			setInt32(&a.MinReplicas, DefaultWorkerMinScale)
+			setInt32(&a.PendingPerReplica, DefaultPendingPerWorker)
+		}
 		if w.Sink != nil {
 			setDuration(&w.Sink.Timeout, DefaultSinkTimeout)
 		}

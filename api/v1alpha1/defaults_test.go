@@ -153,17 +153,32 @@ func TestGoDefaultsMatchCRD(t *testing.T) {
 			},
 			Ingress: &webhooksv1alpha1.IngressSpec{Host: "hooks.example.com"},
 			Worker: &webhooksv1alpha1.WorkerSpec{
-				Sink: &webhooksv1alpha1.SinkSpec{URL: "http://sink.default.svc/events"},
+				Sink:        &webhooksv1alpha1.SinkSpec{URL: "http://sink.default.svc/events"},
+				Autoscaling: &webhooksv1alpha1.WorkerAutoscalingSpec{MaxReplicas: 5},
 			},
 			Resend: &webhooksv1alpha1.ResendSpec{APIKeySecretRef: webhooksv1alpha1.APIKeySecretRef{Name: "resend-api"}},
 		},
 	}
-	got := createAndRead(t, minimal)
-
-	local := minimal.DeepCopy()
-	local.Default()
-	if !equality.Semantic.DeepEqual(local.Spec, got.Spec) {
-		t.Fatalf("Default() differs from the CRD's defaults:\nDefault(): %s\nserver:    %s", toYAML(t, local.Spec), toYAML(t, got.Spec))
+	// Ingress and gateway exclude each other: the gateway's defaults are checked on a second object.
+	routed := &webhooksv1alpha1.ResendWebhook{
+		ObjectMeta: metav1.ObjectMeta{Name: "routed", Namespace: minimal.Namespace},
+		Spec: webhooksv1alpha1.ResendWebhookSpec{
+			SigningSecret: minimal.Spec.SigningSecret,
+			Queue:         minimal.Spec.Queue,
+			Gateway:       &webhooksv1alpha1.GatewaySpec{ParentRefs: []webhooksv1alpha1.GatewayParentRef{{Name: "public"}}},
+		},
+	}
+	var got *webhooksv1alpha1.ResendWebhook
+	for _, obj := range []*webhooksv1alpha1.ResendWebhook{routed, minimal} {
+		got = createAndRead(t, obj)
+		local := obj.DeepCopy()
+		local.Default()
+		if !equality.Semantic.DeepEqual(local.Spec, got.Spec) {
+			t.Fatalf("%s: Default() differs from the CRD's defaults:\nDefault(): %s\nserver:    %s", obj.Name, toYAML(t, local.Spec), toYAML(t, got.Spec))
+		}
+		if obj == routed {
+			checkFields(t, []wantField{{"gateway.path", got.Spec.Gateway.Path, "/"}})
+		}
 	}
 	s := got.Spec
 	checkFields(t, []wantField{
@@ -184,6 +199,8 @@ func TestGoDefaultsMatchCRD(t *testing.T) {
 		{"worker.replicas", s.Worker.Replicas, new(int32(1))},
 		{"worker.concurrency", s.Worker.Concurrency, new(int32(10))},
 		{"worker.sink.timeout", s.Worker.Sink.Timeout, dur("10s")},
+		{"worker.autoscaling.minReplicas", s.Worker.Autoscaling.MinReplicas, new(int32(1))},
+		{"worker.autoscaling.pendingPerReplica", s.Worker.Autoscaling.PendingPerReplica, new(int32(100))},
 		{"worker.circuitBreaker.enabled", s.Worker.CircuitBreaker.Enabled, new(true)},
 		{"worker.circuitBreaker.failureThreshold", s.Worker.CircuitBreaker.FailureThreshold, new(int32(5))},
 		{"worker.circuitBreaker.probeInterval", s.Worker.CircuitBreaker.ProbeInterval, dur("2s")},

@@ -14,6 +14,7 @@ type EventType string
 // +kubebuilder:validation:XValidation:rule="!has(self.worker) || !has(self.worker.replicas) || self.worker.replicas == 0 || has(self.worker.sink) || has(self.worker.image)",message="worker needs either sink.url (built-in worker) or image (your own worker built on the SDK)"
 // +kubebuilder:validation:XValidation:rule="!has(self.worker) || !has(self.worker.sink) || !has(self.worker.sink.timeout) || !has(self.maxDuration) || !self.worker.sink.timeout.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.maxDuration.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.worker.sink.timeout) <= duration(self.maxDuration)",message="worker.sink.timeout must not be greater than maxDuration, the time one attempt may take"
 // +kubebuilder:validation:XValidation:rule="!has(self.queue.dedupWindow) || !has(self.receiver) || !has(self.receiver.tolerance) || !self.queue.dedupWindow.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.receiver.tolerance.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.queue.dedupWindow) - duration(self.receiver.tolerance) >= duration(self.receiver.tolerance)",message="queue.dedupWindow must be at least twice receiver.tolerance: a re-delivery Resend signs within the tolerance must still find its svix-id remembered"
+// +kubebuilder:validation:XValidation:rule="!has(self.ingress) || !has(self.gateway)",message="set either ingress or gateway, not both: the endpoint has one public route"
 type ResendWebhookSpec struct {
 	// SigningSecret names the Secret holding the Svix signing secrets
 	// ("whsec_...") that Resend shows for this endpoint.
@@ -64,6 +65,13 @@ type ResendWebhookSpec struct {
 	// created (bring your own).
 	// +optional
 	Ingress *IngressSpec `json:"ingress,omitempty"`
+
+	// Gateway exposes the receivers through the Gateway API instead: an HTTPRoute
+	// (gateway.networking.k8s.io/v1) attached to the given Gateways. Needs the Gateway API CRDs
+	// in the cluster; the RouteReady condition says when they are missing. Not together with
+	// ingress.
+	// +optional
+	Gateway *GatewaySpec `json:"gateway,omitempty"`
 
 	// Worker runs pods that process queued events. Absent means no worker
 	// Deployment: external consumers read the queue themselves.
@@ -469,6 +477,61 @@ type IngressSpec struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
+// GatewaySpec describes the HTTPRoute that exposes the receivers through a Gateway.
+type GatewaySpec struct {
+	// ParentRefs are the Gateways (or listeners of them) the route attaches to. A Gateway in
+	// another namespace must allow routes from this one (its listeners' allowedRoutes).
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	ParentRefs []GatewayParentRef `json:"parentRefs"`
+	// Hostnames the route answers for, e.g. "hooks.example.com"; the first one is the host of
+	// status.url. Absent: the hostnames of the listeners it attaches to. No wildcards: Resend
+	// posts to one URL.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Hostnames []string `json:"hostnames,omitempty"`
+	// Path prefix of the endpoint, with the same rules as ingress.path.
+	// +optional
+	// +kubebuilder:default="/"
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^/[^\s]*$`
+	// +kubebuilder:validation:XValidation:rule="!self.contains('//') && !self.contains('/./') && !self.contains('/../') && !self.lowerAscii().contains('%2f') && !self.endsWith('/.') && !self.endsWith('/..')",message="gateway.path must not contain '//', '/./', '/../' or '%2f', nor end in '/.' or '/..'"
+	Path string `json:"path,omitempty"`
+	// Annotations added to the HTTPRoute. The operator may be started with a list of allowed
+	// annotation prefixes (the same as for ingress.annotations).
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// GatewayParentRef names a Gateway, or one of its listeners, an HTTPRoute attaches to.
+type GatewayParentRef struct {
+	// Name of the Gateway.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Namespace of the Gateway; default: the namespace of the ResendWebhook.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespace string `json:"namespace,omitempty"`
+	// SectionName attaches to the listener of this name only.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	SectionName string `json:"sectionName,omitempty"`
+	// Port attaches to the listeners on this port only.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port *int32 `json:"port,omitempty"`
+}
+
 // IngressTLS names the certificate Secret of the Ingress.
 type IngressTLS struct {
 	// SecretName of a kubernetes.io/tls Secret.
@@ -478,10 +541,11 @@ type IngressTLS struct {
 }
 
 // WorkerSpec configures the worker pods.
+// +kubebuilder:validation:XValidation:rule="!has(self.autoscaling) || !has(self.autoscaling.minReplicas) || self.autoscaling.minReplicas <= self.autoscaling.maxReplicas",message="autoscaling.minReplicas must not be greater than maxReplicas"
 // +kubebuilder:validation:XValidation:rule="!has(self.volumes) || self.volumes.all(v, !(v.name in ['signing-secrets', 'redis-password', 'redis-ca', 'sink-secret']))",message="worker.volumes must not use the names the operator mounts its secrets under (signing-secrets, redis-password, redis-ca, sink-secret)"
 // +kubebuilder:validation:XValidation:rule="!has(self.volumeMounts) || self.volumeMounts.all(m, !m.mountPath.startsWith('/etc/rwh'))",message="worker.volumeMounts must not mount under /etc/rwh, where the operator mounts its secrets"
 type WorkerSpec struct {
-	// Replicas of the worker.
+	// Replicas of the worker. Ignored when autoscaling is set and KEDA is installed.
 	// +optional
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=0
@@ -496,6 +560,12 @@ type WorkerSpec struct {
 	Concurrency *int32 `json:"concurrency,omitempty"`
 
 	PodSettings `json:",inline"`
+
+	// Autoscaling lets KEDA scale the workers on the queue's backlog (the Asynq pending list in
+	// Redis) instead of replicas. Needs KEDA's CRDs (keda.sh/v1alpha1) in the cluster; without
+	// them the workers keep replicas and the WorkerAutoscalerReady condition says why.
+	// +optional
+	Autoscaling *WorkerAutoscalingSpec `json:"autoscaling,omitempty"`
 
 	// Sink is where the built-in worker POSTs each event. Leave it out when
 	// image runs your own worker.
@@ -530,6 +600,30 @@ type WorkerSpec struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=16
 	VolumeMounts []corev1.VolumeMount `json:"volumeMounts,omitempty"`
+}
+
+// WorkerAutoscalingSpec configures a KEDA ScaledObject for the workers.
+type WorkerAutoscalingSpec struct {
+	// MinReplicas is the lower bound; default 1. At least 1: a worker also moves retries and
+	// scheduled events into the pending list when they are due, so with no worker they would
+	// wait for the next new event.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	MinReplicas *int32 `json:"minReplicas,omitempty"`
+	// MaxReplicas is the upper bound.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	MaxReplicas int32 `json:"maxReplicas"`
+	// PendingPerReplica is the target backlog of one worker: KEDA aims for this many pending
+	// events per replica (the redis scaler's listLength); default 100.
+	// +optional
+	// +kubebuilder:default=100
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	PendingPerReplica *int32 `json:"pendingPerReplica,omitempty"`
 }
 
 // CircuitBreakerSpec configures how a worker reacts to a sink that looks down. After
@@ -608,13 +702,15 @@ type ResendWebhookStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// Conditions: Ready, SecretResolved, ReceiverAvailable, WorkerAvailable,
-	// IngressReady, QueueReachable, SinkAvailable, QueueDurable, Registered.
+	// IngressReady, RouteReady, WorkerAutoscalerReady, QueueReachable, SinkAvailable,
+	// QueueDurable, Registered.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// URL is the public endpoint to register in Resend, from the Ingress.
+	// URL is the public endpoint to register in Resend, from the Ingress or the HTTPRoute and
+	// its Gateway's listener.
 	// +optional
 	URL string `json:"url,omitempty"`
 

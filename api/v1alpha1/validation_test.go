@@ -277,6 +277,46 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 			want: []string{"spec.queue.redis.replicaTimeout", "between 10ms and 10s"},
 		},
 		{
+			name: "ingress and gateway together",
+			spec: `{ingress: {host: hooks.example.com}, gateway: {parentRefs: [{name: public}]}}`,
+			want: []string{"spec", "set either ingress or gateway, not both"},
+		},
+		{
+			name: "gateway without parents",
+			spec: `gateway: {parentRefs: []}`,
+			want: []string{"spec.gateway.parentRefs", "should have at least 1 items"},
+		},
+		{
+			name: "wildcard gateway hostname",
+			spec: `gateway: {parentRefs: [{name: public}], hostnames: ["*.example.com"]}`,
+			want: []string{"spec.gateway.hostnames[0]", "should match"},
+		},
+		{
+			name: "gateway path climbing up",
+			spec: `gateway: {parentRefs: [{name: public}], path: /hooks/../admin}`,
+			want: []string{"spec.gateway.path", "gateway.path must not contain"},
+		},
+		{
+			name: "gateway listener port out of range",
+			spec: `gateway: {parentRefs: [{name: public, port: 70000}]}`,
+			want: []string{"spec.gateway.parentRefs[0].port", "should be less than or equal to 65535"},
+		},
+		{
+			name: "worker autoscaling to zero",
+			spec: `worker: {image: x, autoscaling: {minReplicas: 0, maxReplicas: 4}}`,
+			want: []string{"spec.worker.autoscaling.minReplicas", "should be greater than or equal to 1"},
+		},
+		{
+			name: "worker autoscaling min above max",
+			spec: `worker: {image: x, autoscaling: {minReplicas: 5, maxReplicas: 4}}`,
+			want: []string{"spec.worker", "autoscaling.minReplicas must not be greater than maxReplicas"},
+		},
+		{
+			name: "worker autoscaling without maxReplicas",
+			spec: `worker: {image: x, autoscaling: {pendingPerReplica: 10}}`,
+			want: []string{"spec.worker.autoscaling.maxReplicas", "Required value"},
+		},
+		{
 			name: "unknown deletion policy",
 			spec: `resend: {apiKeySecretRef: {name: resend}, deletionPolicy: Orphan}`,
 			want: []string{"spec.resend.deletionPolicy", "Unsupported value"},
@@ -345,6 +385,8 @@ func TestValidEdgeCasesAreAccepted(t *testing.T) {
 		"replica acknowledgement":             `queue: {redis: {minReplicas: 1, replicaTimeout: 500ms}}`,
 		"pod settings":                        `{receiver: {serviceAccountName: hooks, priorityClassName: high, imagePullSecrets: [{name: regcred}], podMetadata: {labels: {team: mail}, annotations: {a: b}}, topologySpreadConstraints: [{maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule}]}, worker: {image: x, env: [{name: DB_URL, valueFrom: {secretKeyRef: {name: db, key: url}}}], envFrom: [{configMapRef: {name: cfg}}], volumes: [{name: data, emptyDir: {}}], volumeMounts: [{name: data, mountPath: /data}]}}`,
 		"resend integration":                  `resend: {apiKeySecretRef: {name: resend, key: key}, endpoint: "https://hooks.example.com/resend", deletionPolicy: Retain, autoEnable: false}`,
+		"gateway route":                       `gateway: {parentRefs: [{name: public, namespace: gateways, sectionName: https, port: 443}, {name: internal}], hostnames: [hooks.example.com, hooks.example.org], path: /resend, annotations: {a: b}}`,
+		"worker autoscaling":                  `worker: {sink: {url: "http://sink/x"}, autoscaling: {minReplicas: 2, maxReplicas: 2, pendingPerReplica: 1}}`,
 		"breaker tuned":                       `worker: {sink: {url: "http://sink/x"}, circuitBreaker: {enabled: false, failureThreshold: 1, probeInterval: 100ms, maxProbeInterval: 1h, maxHold: 1s}}`,
 	}
 	i := 0
