@@ -64,7 +64,8 @@ func ReceiverDeployment(rw *v1alpha1.ResendWebhook, o Options) *appsv1.Deploymen
 	return d
 }
 
-// WorkerDeployment runs the workers; nil without spec.worker.
+// WorkerDeployment runs the workers; nil without spec.worker. Replicas are left to KEDA when
+// spec.worker.autoscaling can act (Options.KEDA).
 func WorkerDeployment(rw *v1alpha1.ResendWebhook, o Options) *appsv1.Deployment {
 	rw = defaulted(rw)
 	w := rw.Spec.Worker
@@ -86,7 +87,9 @@ func WorkerDeployment(rw *v1alpha1.ResendWebhook, o Options) *appsv1.Deployment 
 	container.EnvFrom = slices.Clone(w.EnvFrom)
 
 	d := deployment(rw, WorkerName(rw), ComponentWorker, w.PodSettings, container, volumes, workerGraceSeconds)
-	d.Spec.Replicas = new(*w.Replicas)
+	if a, _ := workerAutoscaling(rw, o); a == nil { // else KEDA's HPA sets them
+		d.Spec.Replicas = new(*w.Replicas)
+	}
 	d.Spec.Strategy = appsv1.DeploymentStrategy{
 		Type: appsv1.RollingUpdateDeploymentStrategyType,
 		RollingUpdate: &appsv1.RollingUpdateDeployment{

@@ -8,7 +8,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 )
@@ -26,18 +28,27 @@ type Children struct {
 func All(rw *v1alpha1.ResendWebhook, o Options) Children {
 	var c Children
 	c.Present = append(c.Present, ReceiverDeployment(rw, o), ReceiverService(rw))
-	// Each optional child: present when rendered, otherwise an empty object of its kind.
+	// Each optional child: present when rendered, otherwise an empty object of its kind. Kinds
+	// the cluster does not serve are left out altogether (there is nothing to delete).
 	optional := []struct {
-		obj   client.Object
-		empty client.Object
-		name  string
+		obj    client.Object
+		empty  client.Object
+		name   string
+		served bool
 	}{
-		{asObject(WorkerDeployment(rw, o)), &appsv1.Deployment{TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}}, WorkerName(rw)},
-		{asObject(Ingress(rw)), &networkingv1.Ingress{TypeMeta: metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"}}, IngressName(rw)},
-		{asObject(PodDisruptionBudget(rw)), &policyv1.PodDisruptionBudget{TypeMeta: metav1.TypeMeta{APIVersion: "policy/v1", Kind: "PodDisruptionBudget"}}, ReceiverName(rw)},
-		{asObject(HorizontalPodAutoscaler(rw)), &autoscalingv2.HorizontalPodAutoscaler{TypeMeta: metav1.TypeMeta{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler"}}, ReceiverName(rw)},
+		{asObject(WorkerDeployment(rw, o)), &appsv1.Deployment{TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}}, WorkerName(rw), true},
+		{asObject(Ingress(rw)), &networkingv1.Ingress{TypeMeta: metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"}}, IngressName(rw), true},
+		{asObject(HTTPRoute(rw, o)), &gatewayv1.HTTPRoute{TypeMeta: metav1.TypeMeta{APIVersion: gatewayv1.GroupVersion.String(), Kind: "HTTPRoute"}}, RouteName(rw), o.GatewayAPI},
+		{asObject(PodDisruptionBudget(rw)), &policyv1.PodDisruptionBudget{TypeMeta: metav1.TypeMeta{APIVersion: "policy/v1", Kind: "PodDisruptionBudget"}}, ReceiverName(rw), true},
+		{asObject(HorizontalPodAutoscaler(rw)), &autoscalingv2.HorizontalPodAutoscaler{TypeMeta: metav1.TypeMeta{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler"}}, ReceiverName(rw), true},
+		// The TriggerAuthentication before the ScaledObject that refers to it.
+		{asObject(TriggerAuthentication(rw, o)), emptyUnstructured(TriggerAuthenticationGVK), ScalerName(rw), o.KEDA},
+		{asObject(ScaledObject(rw, o)), emptyUnstructured(ScaledObjectGVK), ScalerName(rw), o.KEDA},
 	}
 	for _, opt := range optional {
+		if !opt.served {
+			continue
+		}
 		if opt.obj != nil {
 			c.Present = append(c.Present, opt.obj)
 			continue
@@ -47,6 +58,12 @@ func All(rw *v1alpha1.ResendWebhook, o Options) Children {
 		c.Absent = append(c.Absent, opt.empty)
 	}
 	return c
+}
+
+func emptyUnstructured(gvk schema.GroupVersionKind) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	return u
 }
 
 // asObject turns a typed nil pointer into a nil interface.

@@ -65,6 +65,13 @@ type Options struct {
 	// RedisSecretsDigest is RedisSecretsDigest of the referenced Redis password and CA
 	// values; empty when the webhook references neither.
 	RedisSecretsDigest string
+	// GatewayAPI says the cluster serves the Gateway API's HTTPRoute: without it no HTTPRoute is
+	// rendered (nor looked for to delete).
+	GatewayAPI bool
+	// KEDA says the cluster serves KEDA's ScaledObject and TriggerAuthentication: without it
+	// spec.worker.autoscaling cannot act, so no ScaledObject is rendered and the workers keep
+	// spec.worker.replicas.
+	KEDA bool
 }
 
 // RedisSecretsDigest is a short digest of the Redis password and CA values (nil when absent),

@@ -22,7 +22,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-var opts = render.Options{Image: "ghcr.io/example/resend-webhook-operator:v1"}
+var opts = render.Options{Image: "ghcr.io/example/resend-webhook-operator:v1", GatewayAPI: true, KEDA: true}
 
 // Minimal is the smallest valid spec.
 func Minimal() *v1alpha1.ResendWebhook {
@@ -117,12 +117,32 @@ func Full() *v1alpha1.ResendWebhook {
 	}
 }
 
+// Routed is Full behind a Gateway instead of an Ingress, with workers KEDA scales on the queue.
+func Routed() *v1alpha1.ResendWebhook {
+	rw := Full()
+	rw.Name = "routed"
+	rw.Spec.Ingress = nil
+	rw.Spec.Gateway = &v1alpha1.GatewaySpec{
+		ParentRefs: []v1alpha1.GatewayParentRef{
+			{Name: "public", Namespace: "gateways", SectionName: "https"},
+			{Name: "internal", Port: new(int32(8443))},
+		},
+		Hostnames:   []string{"hooks.example.com"},
+		Path:        "/resend",
+		Annotations: map[string]string{"team": "mail"},
+	}
+	rw.Spec.Queue.Redis.Sentinel = nil
+	rw.Spec.Queue.Redis.URL = "rediss://default@redis:6380/2" // a single-label host: KEDA needs the namespace
+	rw.Spec.Worker.Autoscaling = &v1alpha1.WorkerAutoscalingSpec{MinReplicas: new(int32(2)), MaxReplicas: 20, PendingPerReplica: new(int32(50))}
+	return rw
+}
+
 func TestGolden(t *testing.T) {
-	for name, rw := range map[string]*v1alpha1.ResendWebhook{"minimal": Minimal(), "full": Full()} {
+	for name, rw := range map[string]*v1alpha1.ResendWebhook{"minimal": Minimal(), "full": Full(), "routed": Routed()} {
 		t.Run(name, func(t *testing.T) {
 			var buf bytes.Buffer
 			o := opts
-			if name == "full" { // references a Redis password and CA
+			if name != "minimal" { // references a Redis password and CA
 				o.RedisSecretsDigest = render.RedisSecretsDigest([]byte("s3cret"), []byte("-----BEGIN CERTIFICATE-----"))
 			}
 			for _, obj := range render.All(rw, o).Present {
@@ -165,7 +185,8 @@ func TestMinimalHasNoOptionalChildren(t *testing.T) {
 	}
 	// Default receivers: 2 replicas, so a PDB; no worker, ingress or HPA.
 	wantPresent := []string{"Deployment/hooks-receiver", "Service/hooks-receiver", "PodDisruptionBudget/hooks-receiver"}
-	wantAbsent := []string{"Deployment/hooks-worker", "Ingress/hooks", "HorizontalPodAutoscaler/hooks-receiver"}
+	wantAbsent := []string{"Deployment/hooks-worker", "Ingress/hooks", "HTTPRoute/hooks", "HorizontalPodAutoscaler/hooks-receiver",
+		"TriggerAuthentication/hooks-worker", "ScaledObject/hooks-worker"}
 	if !slices.Equal(present, wantPresent) || !slices.Equal(absent, wantAbsent) {
 		t.Fatalf("present %v absent %v, want %v and %v", present, absent, wantPresent, wantAbsent)
 	}

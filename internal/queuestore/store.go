@@ -46,11 +46,17 @@ type keys struct {
 	task, pending, active, archived, completed, queues string
 }
 
+// PendingKey is Asynq's list of a queue's tasks that wait for a worker (KEDA scales the workers
+// on its length). Tasks a circuit breaker parked are not in it.
+func PendingKey(queue string) string { return asynqPrefix(queue) + "pending" }
+
+func asynqPrefix(queue string) string { return "asynq:{" + queue + "}:" }
+
 func newKeys(queue string) keys {
-	our, asq := "rwh:{"+queue+"}:", "asynq:{"+queue+"}:"
+	our, asq := "rwh:{"+queue+"}:", asynqPrefix(queue)
 	return keys{
 		dead: our + "dead", deadPrefix: our + "dead:", held: our + "held", heldMsg: our + "held:msg", sink: our + "sink",
-		task: asq + "t:", pending: asq + "pending", active: asq + "active", archived: asq + "archived",
+		task: asq + "t:", pending: PendingKey(queue), active: asq + "active", archived: asq + "archived",
 		completed: asq + "completed", queues: "asynq:queues",
 	}
 }
