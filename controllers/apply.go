@@ -142,7 +142,7 @@ func (r *Reconciler) apply(ctx context.Context, rw *v1alpha1.ResendWebhook, p pl
 			continue
 		}
 		if !create {
-			err = r.handOverReplicas(ctx, rw, obj)
+			err = r.handOverReplicas(ctx, obj)
 		}
 		var rv string
 		if err == nil {

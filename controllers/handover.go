@@ -8,22 +8,20 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
-	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
 )
 
 // HandoverFieldManager holds the receivers' spec.replicas while an HPA takes over.
 const HandoverFieldManager = "resend-webhook-operator-handover"
 
-// handOverReplicas runs before the receiver Deployment is applied without spec.replicas
-// (autoscaling on). Server-side apply removes a field its only manager stops applying, and the
-// API server then defaults replicas to 1: the receivers would drop to one until the HPA
-// reacts. So while our manager still owns the field, a second manager first applies the live
-// value; the field then outlives our apply, and the HPA takes it over from there.
-func (r *Reconciler) handOverReplicas(ctx context.Context, rw *v1alpha1.ResendWebhook, desired client.Object) error {
+// handOverReplicas runs before a Deployment is applied without spec.replicas (autoscaling on:
+// the receivers' HPA, the workers' KEDA). Server-side apply removes a field its only manager
+// stops applying, and the API server then defaults replicas to 1: the pods would drop to one
+// until the autoscaler reacts. So while our manager still owns the field, a second manager
+// first applies the live value; the field then outlives our apply, and the autoscaler takes it
+// over from there.
+func (r *Reconciler) handOverReplicas(ctx context.Context, desired client.Object) error {
 	d, ok := desired.(*appsv1.Deployment)
-	if !ok || rw.Spec.Receiver.Autoscaling == nil || d.Name != render.ReceiverName(rw) {
+	if !ok || d.Spec.Replicas != nil {
 		return nil
 	}
 	// Uncached: the cache strips managed fields.

@@ -29,8 +29,23 @@ const (
 )
 
 // Check returns an error naming the first host or annotation the policy forbids, and the flag
-// that forbids it.
+// that forbids it. The HTTPRoute of spec.gateway is held to the same rules: its hostnames are
+// hosts (none at all would take every host of the Gateway's listeners), its annotations are
+// annotations.
 func (p TenantPolicy) Check(rw *v1alpha1.ResendWebhook) error {
+	if g := rw.Spec.Gateway; g != nil {
+		if len(p.AllowedIngressHosts) > 0 && len(g.Hostnames) == 0 {
+			return fmt.Errorf("spec.gateway.hostnames (none: every host of the Gateway) is not allowed by the operator's --%s (%s)",
+				FlagAllowedIngressHosts, strings.Join(p.AllowedIngressHosts, ","))
+		}
+		for i, h := range g.Hostnames {
+			if len(p.AllowedIngressHosts) > 0 && !slices.ContainsFunc(p.AllowedIngressHosts, func(pattern string) bool { return hostMatches(pattern, h) }) {
+				return fmt.Errorf("spec.gateway.hostnames[%d] %s is not allowed by the operator's --%s (%s)",
+					i, truncate(h, 253), FlagAllowedIngressHosts, strings.Join(p.AllowedIngressHosts, ","))
+			}
+		}
+		return p.checkAnnotations("spec.gateway.annotations", g.Annotations)
+	}
 	in := rw.Spec.Ingress
 	if in == nil {
 		return nil
@@ -43,13 +58,19 @@ func (p TenantPolicy) Check(rw *v1alpha1.ResendWebhook) error {
 		return fmt.Errorf("spec.ingress.host %s is not allowed by the operator's --%s (%s)",
 			truncate(host, 253), FlagAllowedIngressHosts, strings.Join(p.AllowedIngressHosts, ","))
 	}
-	if len(p.AllowedIngressAnnotationPrefixes) > 0 {
-		keys := slices.Sorted(maps.Keys(in.Annotations))
-		for _, k := range keys {
-			if !slices.ContainsFunc(p.AllowedIngressAnnotationPrefixes, func(prefix string) bool { return strings.HasPrefix(k, prefix) }) {
-				return fmt.Errorf("spec.ingress.annotations key %q is not allowed by the operator's --%s (%s)",
-					truncate(k, 317), FlagAllowedIngressAnnotationPrefixes, strings.Join(p.AllowedIngressAnnotationPrefixes, ","))
-			}
+	return p.checkAnnotations("spec.ingress.annotations", in.Annotations)
+}
+
+// checkAnnotations returns an error naming the first annotation key (of field) no allowed prefix
+// starts.
+func (p TenantPolicy) checkAnnotations(field string, annotations map[string]string) error {
+	if len(p.AllowedIngressAnnotationPrefixes) == 0 {
+		return nil
+	}
+	for _, k := range slices.Sorted(maps.Keys(annotations)) {
+		if !slices.ContainsFunc(p.AllowedIngressAnnotationPrefixes, func(prefix string) bool { return strings.HasPrefix(k, prefix) }) {
+			return fmt.Errorf("%s key %q is not allowed by the operator's --%s (%s)",
+				field, truncate(k, 317), FlagAllowedIngressAnnotationPrefixes, strings.Join(p.AllowedIngressAnnotationPrefixes, ","))
 		}
 	}
 	return nil

@@ -27,6 +27,7 @@ type Reconciler struct {
 	secrets   *secretStore
 	figures   *figureWrites
 	resend    *resendIntegration
+	optional  optionalAPIs
 }
 
 // conflictRetry is how soon a reconcile whose status update conflicted runs again (the newer
@@ -44,7 +45,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	secrets := r.secrets.reader(rw)
 	defer secrets.done()
-	children := render.All(rw, render.Options{Image: r.opts.Image, RedisSecretsDigest: secrets.redisDigest(ctx, rw)})
+	served := r.optional.served(ctx)
+	children := render.All(rw, render.Options{Image: r.opts.Image, RedisSecretsDigest: secrets.redisDigest(ctx, rw),
+		GatewayAPI: served.gatewayAPI, KEDA: served.keda})
 	outcome := r.checkPolicy(rw)
 	var p plan
 	if outcome.mayApply() {
@@ -53,7 +56,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if outcome.mayApply() {
 		outcome = outcome.after(r.apply(ctx, rw, p))
 	}
-	obs, err := r.observe(ctx, rw, secrets)
+	obs, err := r.observe(ctx, rw, secrets, served)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

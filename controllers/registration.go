@@ -268,10 +268,10 @@ func (r *Reconciler) syncResend(ctx context.Context, rw *v1alpha1.ResendWebhook,
 	if err := r.setResendFinalizer(ctx, rw, true); err != nil {
 		return r.resendFailed(ctx, rw, v1alpha1.ReasonResendError, fmt.Sprintf("adding the finalizer: %v", err), time.Second)
 	}
-	want := wantedRegistration(rw, endpointURL(rw, obs.ingress))
+	want := wantedRegistration(rw, obs.url(rw))
 	if want.endpoint == "" {
 		return &registration{cond: *falseCond(v1alpha1.ConditionRegistered, v1alpha1.ReasonEndpointUnknown,
-			"no endpoint to register yet: set spec.resend.endpoint, or spec.ingress and wait for its address (status.url)"), status: rw.Status.Resend}
+			"no endpoint to register yet: set spec.resend.endpoint, or spec.ingress or spec.gateway and wait for status.url"), status: rw.Status.Resend}
 	}
 	sec, err := r.readSigningSecret(ctx, rw, want)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 )
@@ -134,7 +135,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
 	if err := mgr.Add(closeOnStop{r}); err != nil {
 		return nil, err
 	}
-	err = ctrl.NewControllerManagedBy(mgr).
+	c, err := ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		// Only spec changes (and create/delete) reconcile: our own status writes must not
 		// trigger the next reconcile, which would re-read changing queue figures and write
@@ -149,10 +150,16 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
 		// values are read directly, only for the few a webhook references.
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.webhooksForSecret)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles, SkipNameValidation: new(opts.SkipNameValidation)}).
-		Complete(r)
+		Build(r)
 	if err != nil {
 		return nil, err
 	}
+	// The Gateway API's and KEDA's kinds are owned like the ones above, once the cluster serves
+	// them (looked up again every StatusRefresh while it does not).
+	owner := handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &v1alpha1.ResendWebhook{}, handler.OnlyControllerOwner())
+	r.optional = newOptionalAPIs(mgr, opts.StatusRefresh, func(obj client.Object) error {
+		return c.Watch(source.Kind(mgr.GetCache(), obj, owner))
+	})
 	return r, nil
 }
 

@@ -31,15 +31,17 @@ type observation struct {
 	receiver *appsv1.Deployment // nil: no such Deployment controlled by the webhook
 	worker   *appsv1.Deployment
 	ingress  *networkingv1.Ingress
+	route    routeObservation
+	scaler   scalerObservation
 	queue    queueObservation
 	// registration is the Resend step's outcome; nil without spec.resend.
 	registration *registration
 }
 
 // observe reads Secrets, children and Redis.
-func (r *Reconciler) observe(ctx context.Context, rw *v1alpha1.ResendWebhook, secrets *secretReader) (observation, error) {
+func (r *Reconciler) observe(ctx context.Context, rw *v1alpha1.ResendWebhook, secrets *secretReader, served servedAPIs) (observation, error) {
 	obs := observation{secrets: secrets.checkSecrets(ctx, rw)}
-	var errs [3]error
+	var errs [5]error
 	obs.receiver, errs[0] = getControlled[appsv1.Deployment](ctx, r.client, rw, render.ReceiverName(rw))
 	if rw.Spec.Worker != nil {
 		obs.worker, errs[1] = getControlled[appsv1.Deployment](ctx, r.client, rw, render.WorkerName(rw))
@@ -47,6 +49,8 @@ func (r *Reconciler) observe(ctx context.Context, rw *v1alpha1.ResendWebhook, se
 	if rw.Spec.Ingress != nil {
 		obs.ingress, errs[2] = getControlled[networkingv1.Ingress](ctx, r.client, rw, render.IngressName(rw))
 	}
+	obs.route, errs[3] = r.observeRoute(ctx, rw, served.gatewayAPI)
+	obs.scaler, errs[4] = r.observeScaler(ctx, rw, served.keda)
 	if err := errors.Join(errs[:]...); err != nil {
 		return obs, err
 	}
@@ -90,6 +94,16 @@ func desiredStatus(rw *v1alpha1.ResendWebhook, obs observation) v1alpha1.ResendW
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionIngressReady)
 	}
+	if rw.Spec.Gateway != nil {
+		applicable = append(applicable, routeCondition(rw, obs.route))
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionRouteReady)
+	}
+	if workerAutoscaled(rw) {
+		applicable = append(applicable, scalerCondition(rw, obs.scaler))
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionWorkerAutoscalerReady)
+	}
 	applicable = append(applicable, obs.queue.reachable)
 	if reg := obs.registration; reg != nil {
 		applicable = append(applicable, reg.cond)
@@ -122,7 +136,7 @@ func desiredStatus(rw *v1alpha1.ResendWebhook, obs observation) v1alpha1.ResendW
 		meta.SetStatusCondition(&st.Conditions, c)
 	}
 
-	st.URL = endpointURL(rw, obs.ingress)
+	st.URL = obs.url(rw)
 	st.Receiver.ReadyReplicas = readyReplicas(obs.receiver)
 	st.Worker.ReadyReplicas = readyReplicas(obs.worker)
 	if obs.queue.figures != nil {
@@ -170,6 +184,14 @@ func lbAddress(ing *networkingv1.Ingress) string {
 		return addr
 	}
 	return ""
+}
+
+// url is where Resend must post: through the HTTPRoute with spec.gateway, else the Ingress.
+func (obs observation) url(rw *v1alpha1.ResendWebhook) string {
+	if rw.Spec.Gateway != nil {
+		return routeURL(rw, obs.route)
+	}
+	return endpointURL(rw, obs.ingress)
 }
 
 // endpointURL is where Resend must post: the Ingress host (or its load-balancer address when

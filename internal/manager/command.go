@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers"
@@ -151,6 +152,10 @@ func Scheme() *runtime.Scheme {
 		panic(err) // static registration of built-in types: cannot fail
 	}
 	if err := v1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	// HTTPRoute and Gateway (spec.gateway); used only where the cluster serves them.
+	if err := gatewayv1.Install(s); err != nil {
 		panic(err)
 	}
 	return s
