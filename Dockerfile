@@ -2,7 +2,9 @@
 # manager | receiver | worker (the controller sets it in each pod's args).
 # Build: make docker-build (docker build -t resend-webhook-operator:dev .)
 
-FROM golang:1.26 AS builder
+# The builder runs on the build machine's platform and cross-compiles (GOOS/GOARCH below), so
+# `make docker-buildx` builds arm64 without emulating the compiler.
+FROM --platform=$BUILDPLATFORM golang:1.26 AS builder
 WORKDIR /src
 ARG TARGETOS
 ARG TARGETARCH
