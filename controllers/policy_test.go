@@ -119,6 +119,11 @@ func TestValidatingAdmissionPolicySample(t *testing.T) {
 		rw.Spec.Ingress = &v1alpha1.IngressSpec{Host: host, Annotations: ann}
 		return rw
 	}
+	route := func(hosts []string, ann map[string]string) *v1alpha1.ResendWebhook {
+		rw := webhook(ns, "hooks", "redis://127.0.0.1:1/0")
+		rw.Spec.Gateway = &v1alpha1.GatewaySpec{ParentRefs: []v1alpha1.GatewayParentRef{{Name: "public"}}, Hostnames: hosts, Annotations: ann}
+		return rw
+	}
 	dryRun := func(rw *v1alpha1.ResendWebhook) error { return k8s.Create(ctx, rw, client.DryRunAll) }
 	// The policy takes effect once the API server has compiled it: poll with a violating object.
 	testutil.Eventually(t, wait, "policy in force", func() error {
@@ -138,13 +143,17 @@ func TestValidatingAdmissionPolicySample(t *testing.T) {
 		{mk("", nil), "spec.ingress.host (none: every host) is not allowed"},
 		{mk("mail.hooks.example.com", map[string]string{"nginx.ingress.kubernetes.io/server-snippet": "x"}),
 			"spec.ingress.annotations key nginx.ingress.kubernetes.io/server-snippet is not allowed; allowed key prefixes: cert-manager.io/,nginx.ingress.kubernetes.io/limit-"},
+		{route([]string{"mail.hooks.example.com"}, map[string]string{"cert-manager.io/issuer": "le"}), ""},
+		{route([]string{"mail.hooks.example.com", "shop.example.com"}, nil), "spec.gateway.hostnames shop.example.com is not allowed; allowed host patterns: *.hooks.example.com"},
+		{route(nil, nil), "spec.gateway.hostnames (none: every host of the Gateway) is not allowed"},
+		{route([]string{"mail.hooks.example.com"}, map[string]string{"konghq.com/plugins": "x"}), "spec.gateway.annotations key konghq.com/plugins is not allowed"},
 	} {
 		err := dryRun(tc.rw)
 		switch {
 		case tc.wantErr == "" && err != nil:
-			t.Errorf("%+v refused: %v", tc.rw.Spec.Ingress, err)
+			t.Errorf("%+v %+v refused: %v", tc.rw.Spec.Ingress, tc.rw.Spec.Gateway, err)
 		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
-			t.Errorf("%+v: %v, want an error containing %q", tc.rw.Spec.Ingress, err, tc.wantErr)
+			t.Errorf("%+v %+v: %v, want an error containing %q", tc.rw.Spec.Ingress, tc.rw.Spec.Gateway, err, tc.wantErr)
 		}
 	}
 }
