@@ -70,6 +70,18 @@ func TestHelmLint(t *testing.T) {
 	}
 }
 
+// values.schema.json refuses a misspelt value instead of ignoring it.
+func TestValuesSchemaRefusesTypos(t *testing.T) {
+	for _, set := range []string{"monitoring.servicemonitor.enabled=true", "image.digest=latest", "watchNamespace={a}"} {
+		cmd := exec.CommandContext(t.Context(), helm(t), "template", release, chartDir, "--kube-version", kubeVersion, "--set", set)
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "schema") {
+			t.Errorf("--set %s: want a schema error, got %v\n%.300s", set, err, out)
+		}
+	}
+}
+
 // The chart cannot read config/: make chart-files copies what it needs.
 func TestChartCopiesAreCurrent(t *testing.T) {
 	for copyPath, source := range map[string]string{
