@@ -38,8 +38,11 @@ type optionalAPI struct {
 }
 
 // available reports whether every kind of the API is served, and starts their watches the
-// first time it is.
+// first time it is. A nil API (a Reconciler built without SetupWithManager) is never served.
 func (a *optionalAPI) available(ctx context.Context) bool {
+	if a == nil {
+		return false
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.served {
