@@ -61,6 +61,9 @@ func TestGatewayRouteAndWorkerAutoscaling(t *testing.T) {
 			t.Fatalf("without KEDA the workers must run spec.worker.replicas 3, got %v", worker.Spec.Replicas)
 		}
 		waitCondition(t, rw, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNotReady)
+		for _, reason := range []string{v1alpha1.ReasonGatewayAPIAbsent, v1alpha1.ReasonKEDAAbsent} {
+			testutil.Eventually(t, wait, reason+" event", func() error { return warningEvent(ns, "hooks", reason) })
+		}
 
 		crds := append(testutil.GatewayAPICRDs(t), testutil.KEDACRDs(t)...)
 		if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true}); err != nil {
@@ -138,6 +141,7 @@ func TestGatewayRouteAndWorkerAutoscaling(t *testing.T) {
 	})
 	setRouteParentStatus(t, ns, "hooks", metav1.ConditionFalse, "NotAllowedByListeners", metav1.ConditionTrue, "ResolvedRefs")
 	waitCondition(t, rw, v1alpha1.ConditionRouteReady, metav1.ConditionFalse, v1alpha1.ReasonRouteNotAccepted)
+	testutil.Eventually(t, wait, "NotAccepted event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonRouteNotAccepted) })
 
 	// KEDA reports its scaler ready.
 	setScaledObjectReady(t, ns, "hooks-worker", "True")

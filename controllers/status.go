@@ -257,6 +257,13 @@ var errRetry = errors.New("status conflict: retry")
 // failureConditions are the conditions whose turning False is worth a Warning Event.
 var failureConditions = []string{v1alpha1.ConditionSecretResolved, v1alpha1.ConditionQueueReachable, v1alpha1.ConditionSinkAvailable}
 
+// routingFailureEvents are the reasons of RouteReady and WorkerAutoscalerReady worth a Warning
+// Event: each needs someone to act (the others, such as Pending, pass by themselves).
+var routingFailureEvents = map[string][]string{
+	v1alpha1.ConditionRouteReady:            {v1alpha1.ReasonGatewayAPIAbsent, v1alpha1.ReasonRouteNotAccepted, v1alpha1.ReasonRefsNotResolved},
+	v1alpha1.ConditionWorkerAutoscalerReady: {v1alpha1.ReasonKEDAAbsent, v1alpha1.ReasonScalerNotReady},
+}
+
 // readyFailureEvents are the reasons of Ready whose arrival is worth a Warning Event: each needs
 // someone to act, and no other condition's Event already says it.
 var readyFailureEvents = []string{v1alpha1.ReasonApplyFailed, v1alpha1.ReasonNameConflict, v1alpha1.ReasonPolicyViolation, v1alpha1.ReasonRolloutFailed}
@@ -266,6 +273,11 @@ func (r *Reconciler) emitFailures(ctx context.Context, rw *v1alpha1.ResendWebhoo
 		// QueueReachable=False for missing credentials repeats SecretResolved's failure,
 		// which already has its own Event.
 		if c := newFailure(before, after, typ); c != nil && c.Reason != v1alpha1.ReasonCredentials {
+			r.recorder.Eventf(rw, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", "%s", c.Message)
+		}
+	}
+	for typ, reasons := range routingFailureEvents {
+		if c := newFailure(before, after, typ); c != nil && slices.Contains(reasons, c.Reason) {
 			r.recorder.Eventf(rw, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", "%s", c.Message)
 		}
 	}
