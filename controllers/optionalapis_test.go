@@ -182,6 +182,19 @@ func TestGatewayRouteAndWorkerAutoscaling(t *testing.T) {
 			absent(ns, "hooks-worker", kedaObject(render.TriggerAuthenticationGVK)))
 	})
 	waitFor(t, ns, "hooks", &networkingv1.Ingress{})
+	testutil.Eventually(t, wait, "workers back on spec.worker.replicas", func() error {
+		var d appsv1.Deployment
+		if err := get(ns, "hooks-worker", &d); err != nil {
+			return err
+		}
+		for _, e := range d.ManagedFields {
+			if e.Manager == controllers.FieldManager && e.FieldsV1 != nil && strings.Contains(string(e.FieldsV1.Raw), `"f:replicas"`) &&
+				d.Spec.Replicas != nil && *d.Spec.Replicas == 3 {
+				return nil
+			}
+		}
+		return fmt.Errorf("the operator does not apply spec.replicas 3 again (replicas %v)", d.Spec.Replicas)
+	})
 	testutil.Eventually(t, wait, "route conditions removed", func() error {
 		st := currentStatus(t, rw)
 		for _, typ := range []string{v1alpha1.ConditionRouteReady, v1alpha1.ConditionWorkerAutoscalerReady} {
