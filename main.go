@@ -12,15 +12,15 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/resend-webhook-operator/resend-webhook-operator/cmd/dlq"
+	"github.com/resend-webhook-operator/resend-webhook-operator/cmd/manager"
+	"github.com/resend-webhook-operator/resend-webhook-operator/cmd/send"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/deadletter"
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/manager"
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/sender"
 	"github.com/resend-webhook-operator/resend-webhook-operator/receiver"
 	"github.com/resend-webhook-operator/resend-webhook-operator/worker"
 )
 
-var commands = []cli.Command{manager.Command, receiver.Command, worker.Command, sender.Command, deadletter.Command}
+var commands = []cli.Command{manager.Command, receiver.Command, worker.Command, send.Command, dlq.Command}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"maps"
 	"slices"
@@ -18,17 +17,14 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/signing"
 )
 
-// ValidSigningSecret reports whether v looks like a Svix signing secret: "whsec_" followed by
-// non-empty standard base64.
-func ValidSigningSecret(v []byte) bool {
-	s, ok := strings.CutPrefix(strings.TrimSpace(string(v)), "whsec_")
-	if !ok || s == "" {
-		return false
-	}
-	b, err := base64.StdEncoding.DecodeString(s)
-	return err == nil && len(b) > 0
+// validSigningSecret is whether the receivers accept v as a signing secret: the one rule,
+// signing.Parse, so that SecretResolved=True means they do.
+func validSigningSecret(v []byte) bool {
+	_, err := signing.Parse(v)
+	return err == nil
 }
 
 // secretStore serves the values of the Secrets webhooks reference. The manager caches Secrets
@@ -248,16 +244,18 @@ func (s *secretReader) checkSigningSecret(ctx context.Context, rw *v1alpha1.Rese
 		switch {
 		case !ok:
 			missing = append(missing, k)
-		case ValidSigningSecret(v):
-			valid = append(valid, k)
 		default:
-			invalid = append(invalid, k)
+			if _, err := signing.Parse(v); err != nil {
+				invalid = append(invalid, k+" ("+err.Error()+")")
+			} else {
+				valid = append(valid, k)
+			}
 		}
 	}
 	switch {
 	case len(valid) == 0 && len(invalid) > 0:
 		return *falseCond(v1alpha1.ConditionSecretResolved, v1alpha1.ReasonInvalidSecret,
-			fmt.Sprintf("signing Secret %q: keys %s do not hold a whsec_ base64 secret", name, strings.Join(invalid, ",")))
+			fmt.Sprintf("signing Secret %q: keys %s do not hold a whsec_ base64 secret", name, strings.Join(invalid, ", ")))
 	case len(valid) == 0:
 		return *falseCond(v1alpha1.ConditionSecretResolved, v1alpha1.ReasonKeyMissing,
 			fmt.Sprintf("signing Secret %q has none of the keys %s", name, strings.Join(missing, ",")))
@@ -267,7 +265,7 @@ func (s *secretReader) checkSigningSecret(ctx context.Context, rw *v1alpha1.Rese
 		msg += "; absent keys " + strings.Join(missing, ",")
 	}
 	if len(invalid) > 0 {
-		msg += "; invalid keys " + strings.Join(invalid, ",")
+		msg += "; invalid keys " + strings.Join(invalid, ", ")
 	}
 	return metav1.Condition{Type: v1alpha1.ConditionSecretResolved, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonSecretsResolved, Message: msg}
 }

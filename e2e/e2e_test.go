@@ -26,8 +26,10 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/hack/dev/sandbox"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendapi"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendsim"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/sender"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/signing"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 
@@ -82,7 +84,7 @@ func TestEndToEnd(t *testing.T) {
 		_ = logFile.Close()
 		_ = podOut.Close()
 	})
-	sinkSecret := sender.RandomSecret()
+	sinkSecret := signing.NewSecret()
 	sb, err := sandbox.Start(ctx, sandbox.Options{
 		Dir:           dir,
 		Binary:        bin,
@@ -154,7 +156,7 @@ func TestEndToEnd(t *testing.T) {
 	step("2 1000+100 via Resend, 20 forged", func() {
 		before := sim.Stats()
 		for i := range 1000 {
-			id, n, err := sim.Send("", sender.SampleEvent(sender.EventTypes[i%len(sender.EventTypes)], i, time.Now()))
+			id, n, err := sim.Send("", sender.SampleEvent(resendapi.EventTypes[i%len(resendapi.EventTypes)], i, time.Now()))
 			if err != nil || n != 1 {
 				t.Fatalf("Resend did not send event %d: %v (%d webhooks)", i, err, n)
 			}
@@ -172,7 +174,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("Resend's attempts: %d, answered 200: %d; want 1100 each (no retry needed)", st.Attempts-before.Attempts, got)
 		}
 		// An attacker does not go through Resend: 20 forged events straight to the Ingress.
-		s, err := sender.Send(ctx, sender.Options{URL: url, Host: host, Secret: sender.RandomSecret(), WrongSecret: true, Count: 20, Concurrency: 4, Client: client})
+		s, err := sender.Send(ctx, sender.Options{URL: url, Host: host, Secret: signing.NewSecret(), WrongSecret: true, Count: 20, Concurrency: 4, Client: client})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -376,7 +378,7 @@ spec:
 // post sends one fresh signed event and checks the status code.
 func post(ctx context.Context, c *http.Client, url, secret string, want int) error {
 	body := sender.SampleEvent("email.delivered", 0, time.Now())
-	got, err := sender.Post(ctx, c, url, host, secret, sender.NewID(), body)
+	got, err := sender.Post(ctx, c, url, host, secret, signing.NewMessageID(), body)
 	if err != nil {
 		return err
 	}

@@ -27,10 +27,10 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/resend-webhook-operator/resend-webhook-operator/cmd/manager"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers"
 	"github.com/resend-webhook-operator/resend-webhook-operator/hack/podrunner"
 	"github.com/resend-webhook-operator/resend-webhook-operator/hack/sink"
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/manager"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendsim"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
