@@ -48,7 +48,7 @@ $(PROMTOOL):
 
 ##@ Test
 .PHONY: envtest
-envtest: ## Build kube-apiserver, etcd and kubectl into the cache (once per machine).
+envtest: ## Build kube-apiserver, etcd, kube-controller-manager, kube-scheduler and kubectl into the cache (once per machine).
 	hack/envtest-assets.sh >/dev/null
 
 .PHONY: redis
@@ -82,8 +82,8 @@ bench-controller: redis envtest ## Reconcile N ResendWebhooks in envtest; API wr
 
 ##@ Run
 .PHONY: dev
-dev: redis envtest build ## Local control plane + Redis + operator + pods on this machine.
-	go run ./hack/dev
+dev: redis envtest build ## Local control plane with Kubernetes controllers, a node agent running the pods, Redis, Resend simulator, operator.
+	go run ./test/sandbox/cmd
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).

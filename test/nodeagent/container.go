@@ -167,6 +167,7 @@ func (w *podWorker) runProcess(c *container, cmd *exec.Cmd) *corev1.ContainerSta
 	w.mu.Unlock()
 	lg, err := openContainerLog(filepath.Join(w.dir, "logs", c.spec.Name), instance)
 	if err == nil {
+		lg.echo = w.a.echo(w.key, c.spec.Name)
 		cmd.Stdout, cmd.Stderr = lg.stream("stdout"), lg.stream("stderr")
 		// Wait returns at most a second after the process exits, even if a child of it
 		// still holds its output (the whole group is killed then).
