@@ -83,7 +83,9 @@ bench-controller: redis envtest ## Reconcile N ResendWebhooks in envtest; API wr
 ##@ Run
 .PHONY: dev
 dev: redis envtest build ## Local control plane with Kubernetes controllers, a node agent running the pods, Redis, Resend simulator, operator.
-	go run ./test/sandbox/cmd
+	@# A built binary rather than go run: go run exits 1 on Ctrl-C even when the sandbox stopped cleanly.
+	go build -o $(BIN)/sandbox ./test/sandbox/cmd
+	$(BIN)/sandbox
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
