@@ -86,7 +86,7 @@ func bounded(s string) string {
 // matchIngress picks the backend for a request among the shapes the operator renders (rules
 // with an exact host or none, Prefix paths): a rule for the request's host beats one without
 // host, then the longest element-wise prefix wins (every path type counts as Prefix). Ties go
-// to the first. Wildcard hosts, Exact paths and default backends are not served.
+// to the first. Wildcard hosts and default backends are not served.
 func matchIngress(ings []networkingv1.Ingress, hostHeader, path string) (string, networkingv1.IngressServiceBackend, bool) {
 	host := strings.ToLower(hostHeader)
 	if h, _, err := net.SplitHostPort(host); err == nil {
