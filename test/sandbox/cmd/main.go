@@ -1,8 +1,8 @@
-// Command sandbox (bin/sandbox) is `make dev`: a local control plane with Kubernetes' own controllers, a node
-// agent that runs the operator's pods and serves the Ingress, Redis, a Resend simulator, the
-// operator's manager and an echo sink (package sandbox) — then it applies the sample
-// ResendWebhook (which the operator registers with the simulator), waits until it is Ready and
-// prints how to make "Resend" send events. Ctrl-C stops everything.
+// Command sandbox (bin/sandbox) is `make dev`: a local control plane with Kubernetes' own
+// controllers, a node agent that runs the operator's pods and serves the Ingress, Redis, a
+// Resend simulator, the operator's manager and an echo sink (package sandbox) — then it applies
+// the sample ResendWebhook (which the operator registers with the simulator), waits until it is
+// Ready and prints how to make "Resend" send events. Ctrl-C stops everything.
 package main
 
 import (
