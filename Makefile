@@ -74,7 +74,7 @@ $(PROMTOOL):
 
 ##@ Test
 .PHONY: envtest
-envtest: ## Build kube-apiserver, etcd and kubectl into the cache (once per machine).
+envtest: ## Build kube-apiserver, etcd, kube-controller-manager, kube-scheduler and kubectl into the cache (once per machine).
 	hack/envtest-assets.sh >/dev/null
 
 .PHONY: redis
@@ -111,8 +111,10 @@ bench-controller: redis envtest ## Reconcile N ResendWebhooks in envtest; API wr
 
 ##@ Run
 .PHONY: dev
-dev: redis envtest build ## Local control plane + Redis + operator + pods on this machine.
-	go run ./hack/dev
+dev: redis envtest build ## Local control plane with Kubernetes controllers, a node agent running the pods, Redis, Resend simulator, operator.
+	@# A built binary rather than go run: go run exits 1 on Ctrl-C even when the sandbox stopped cleanly.
+	go build -o $(BIN)/sandbox ./test/sandbox/cmd
+	$(BIN)/sandbox
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).

@@ -5,34 +5,22 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/resend-webhook-operator/resend-webhook-operator/cmd/dlq"
+	"github.com/resend-webhook-operator/resend-webhook-operator/cmd/manager"
+	"github.com/resend-webhook-operator/resend-webhook-operator/cmd/send"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/deadletter"
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/manager"
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/sender"
 	"github.com/resend-webhook-operator/resend-webhook-operator/receiver"
 	"github.com/resend-webhook-operator/resend-webhook-operator/worker"
 )
 
-var commands = []cli.Command{manager.Command, receiver.Command, worker.Command, sender.Command, deadletter.Command}
+var commands = []cli.Command{manager.Command, receiver.Command, worker.Command, send.Command, dlq.Command}
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
-	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
-		os.Exit(1)
-	}
+	cli.Main(func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Getenv, os.Stdout) })
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {

@@ -253,8 +253,8 @@ func TestMissingSecretReportedAndRecovered(t *testing.T) {
 	sec := signingSecret(ns, "hooks-signing", map[string]string{"old": "not-a-secret"})
 	mustCreate(t, sec)
 	c := waitCondition(t, rw, v1alpha1.ConditionSecretResolved, metav1.ConditionFalse, v1alpha1.ReasonInvalidSecret)
-	if !strings.Contains(c.Message, "old") {
-		t.Errorf("message %q does not name the invalid key", c.Message)
+	if !strings.Contains(c.Message, "old (not a whsec_ secret)") {
+		t.Errorf("message %q does not name the invalid key and why", c.Message)
 	}
 	testutil.Eventually(t, wait, "invalid secret event", func() error { return warningEvent(ns, "hooks", v1alpha1.ReasonInvalidSecret) })
 

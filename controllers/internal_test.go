@@ -57,21 +57,6 @@ func TestQueueMonitorsShareAndCloseClients(t *testing.T) {
 	}
 }
 
-func TestValidSigningSecret(t *testing.T) {
-	for v, want := range map[string]bool{
-		"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw":   true,
-		"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n": true,
-		"whsec_":                  false,
-		"MfKQ9r8GKYqrTwjUPD8ILPZ": false,
-		"whsec_not base64!":       false,
-		"":                        false,
-	} {
-		if got := ValidSigningSecret([]byte(v)); got != want {
-			t.Errorf("ValidSigningSecret(%q) = %v, want %v", v, got, want)
-		}
-	}
-}
-
 func TestDesiredStatus(t *testing.T) {
 	rw := &v1alpha1.ResendWebhook{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "w", Generation: 3}}
 	rw.Spec.Ingress = &v1alpha1.IngressSpec{Host: "hooks.example.com", Path: "/in", TLS: &v1alpha1.IngressTLS{SecretName: "t"}}

@@ -16,7 +16,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/manager"
+	"github.com/resend-webhook-operator/resend-webhook-operator/cmd/manager"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 

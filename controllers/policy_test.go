@@ -18,8 +18,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+	"github.com/resend-webhook-operator/resend-webhook-operator/cmd/manager"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers"
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/manager"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 

@@ -26,7 +26,6 @@ import (
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendapi"
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/sender"
 )
 
 // With spec.resend the operator registers the endpoint at Resend, owns the signing Secret and
@@ -195,7 +194,7 @@ func wantedRegistration(rw *v1alpha1.ResendWebhook, publicURL string) resendWant
 		events = append(events, string(e))
 	}
 	if len(events) == 0 { // Resend wants at least one type: "all" is every type it has
-		events = slices.Clone(sender.EventTypes)
+		events = slices.Clone(resendapi.EventTypes)
 	}
 	slices.Sort(events)
 	return resendWant{

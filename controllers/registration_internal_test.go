@@ -11,7 +11,7 @@ import (
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/sender"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendapi"
 )
 
 const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -29,7 +29,7 @@ func resendWebhook() *v1alpha1.ResendWebhook {
 func TestWantedRegistration(t *testing.T) {
 	rw := resendWebhook()
 	w := wantedRegistration(rw, "http://lb.example/")
-	if w.endpoint != "http://lb.example/" || !slices.Equal(w.events, slices.Sorted(slices.Values(sender.EventTypes))) ||
+	if w.endpoint != "http://lb.example/" || !slices.Equal(w.events, slices.Sorted(slices.Values(resendapi.EventTypes))) ||
 		w.secretKey != "signing-secret" || w.apiKey.Key != "api-key" || !w.autoEnable {
 		t.Errorf("defaults: %+v", w)
 	}

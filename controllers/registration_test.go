@@ -36,6 +36,7 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendsim"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/sender"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/signing"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 	"github.com/resend-webhook-operator/resend-webhook-operator/receiver"
 )
@@ -381,7 +382,7 @@ func projectSigningVolume(ctx context.Context, ns, deployment, dir string) {
 // postSigned posts one event signed with secret only, as a forger or a stale sender would.
 func postSigned(t *testing.T, url, secret string) int {
 	t.Helper()
-	code, err := sender.Post(context.Background(), http.DefaultClient, url, "", secret, sender.NewID(), sender.SampleEvent("email.sent", 0, time.Now()))
+	code, err := sender.Post(context.Background(), http.DefaultClient, url, "", secret, signing.NewMessageID(), sender.SampleEvent("email.sent", 0, time.Now()))
 	if err != nil {
 		t.Fatal(err)
 	}

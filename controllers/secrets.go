@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"maps"
 	"slices"
@@ -18,17 +17,14 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/signing"
 )
 
-// ValidSigningSecret reports whether v looks like a Svix signing secret: "whsec_" followed by
-// non-empty standard base64.
-func ValidSigningSecret(v []byte) bool {
-	s, ok := strings.CutPrefix(strings.TrimSpace(string(v)), "whsec_")
-	if !ok || s == "" {
-		return false
-	}
-	b, err := base64.StdEncoding.DecodeString(s)
-	return err == nil && len(b) > 0
+// validSigningSecret is whether the receivers accept v as a signing secret: the one rule,
+// signing.Parse, so that SecretResolved=True means they do.
+func validSigningSecret(v []byte) bool {
+	_, err := signing.Parse(v)
+	return err == nil
 }
 
 // secretStore serves the values of the Secrets webhooks reference. The manager caches Secrets
@@ -186,21 +182,29 @@ func (s *secretReader) done() {
 // "" when the webhook references neither. A missing Secret or key counts as an empty value:
 // its appearance then changes the digest and rolls the pods onto it.
 func (s *secretReader) redisDigest(ctx context.Context, rw *v1alpha1.ResendWebhook) string {
-	red := rw.Spec.Queue.Redis
-	var password, ca []byte
-	var referenced bool
-	if red.PasswordSecretRef != nil {
-		password, _ = s.value(ctx, *red.PasswordSecretRef, "Redis password")
-		referenced = true
-	}
-	if red.TLS != nil && red.TLS.CASecretRef != nil {
-		ca, _ = s.value(ctx, *red.TLS.CASecretRef, "Redis CA")
-		referenced = true
-	}
-	if !referenced {
+	values, _ := s.redisSecrets(ctx, rw)
+	if len(values) == 0 {
 		return ""
 	}
-	return render.RedisSecretsDigest(password, ca)
+	return render.RedisSecretsDigest(values[render.SecretRedisPassword], values[render.SecretRedisCA])
+}
+
+// redisSecrets reads the Redis password and CA the webhook references, by role (a missing one
+// as an empty value), and a condition for the first that cannot be read.
+func (s *secretReader) redisSecrets(ctx context.Context, rw *v1alpha1.ResendWebhook) (map[render.SecretRole][]byte, *metav1.Condition) {
+	values := map[render.SecretRole][]byte{}
+	var firstBad *metav1.Condition
+	for _, ref := range render.SecretRefs(rw) {
+		if ref.Role != render.SecretRedisPassword && ref.Role != render.SecretRedisCA {
+			continue
+		}
+		v, bad := s.value(ctx, ref.Ref(), string(ref.Role))
+		values[ref.Role] = v
+		if firstBad == nil {
+			firstBad = bad
+		}
+	}
+	return values, firstBad
 }
 
 func (s *secretReader) get(ctx context.Context, name string) (*corev1.Secret, error) {
@@ -248,16 +252,18 @@ func (s *secretReader) checkSigningSecret(ctx context.Context, rw *v1alpha1.Rese
 		switch {
 		case !ok:
 			missing = append(missing, k)
-		case ValidSigningSecret(v):
-			valid = append(valid, k)
 		default:
-			invalid = append(invalid, k)
+			if _, err := signing.Parse(v); err != nil {
+				invalid = append(invalid, k+" ("+err.Error()+")")
+			} else {
+				valid = append(valid, k)
+			}
 		}
 	}
 	switch {
 	case len(valid) == 0 && len(invalid) > 0:
 		return *falseCond(v1alpha1.ConditionSecretResolved, v1alpha1.ReasonInvalidSecret,
-			fmt.Sprintf("signing Secret %q: keys %s do not hold a whsec_ base64 secret", name, strings.Join(invalid, ",")))
+			fmt.Sprintf("signing Secret %q: keys %s do not hold a whsec_ base64 secret", name, strings.Join(invalid, ", ")))
 	case len(valid) == 0:
 		return *falseCond(v1alpha1.ConditionSecretResolved, v1alpha1.ReasonKeyMissing,
 			fmt.Sprintf("signing Secret %q has none of the keys %s", name, strings.Join(missing, ",")))
@@ -267,7 +273,7 @@ func (s *secretReader) checkSigningSecret(ctx context.Context, rw *v1alpha1.Rese
 		msg += "; absent keys " + strings.Join(missing, ",")
 	}
 	if len(invalid) > 0 {
-		msg += "; invalid keys " + strings.Join(invalid, ",")
+		msg += "; invalid keys " + strings.Join(invalid, ", ")
 	}
 	return metav1.Condition{Type: v1alpha1.ConditionSecretResolved, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonSecretsResolved, Message: msg}
 }
@@ -279,44 +285,23 @@ func (s *secretReader) checkSecrets(ctx context.Context, rw *v1alpha1.ResendWebh
 	if cond.Status != metav1.ConditionTrue {
 		return cond
 	}
-	for _, ref := range otherSecretRefs(rw) {
-		if _, bad := s.value(ctx, ref.SecretKeyRef, ref.what); bad != nil {
+	for _, ref := range render.SecretRefs(rw) {
+		if !ref.Required() {
+			continue
+		}
+		if _, bad := s.value(ctx, ref.Ref(), string(ref.Role)); bad != nil {
 			return *bad
 		}
 	}
 	return cond
 }
 
-type namedRef struct {
-	what string
-	v1alpha1.SecretKeyRef
-}
-
-// otherSecretRefs are the referenced single keys besides the signing secret, in a fixed order.
-func otherSecretRefs(rw *v1alpha1.ResendWebhook) []namedRef {
-	var refs []namedRef
-	red := rw.Spec.Queue.Redis
-	if red.PasswordSecretRef != nil {
-		refs = append(refs, namedRef{"Redis password", *red.PasswordSecretRef})
-	}
-	if red.TLS != nil && red.TLS.CASecretRef != nil {
-		refs = append(refs, namedRef{"Redis CA", *red.TLS.CASecretRef})
-	}
-	if w := rw.Spec.Worker; w != nil && w.Sink != nil && w.Sink.SigningSecretRef != nil {
-		refs = append(refs, namedRef{"sink signing", *w.Sink.SigningSecretRef})
-	}
-	return refs
-}
-
 // referencedKeys maps the name of every Secret the webhook reads or mounts to the keys it uses.
+// The API key's Secret is among them so that fixing the key retries a rejected sync at once.
 func referencedKeys(rw *v1alpha1.ResendWebhook) map[string][]string {
-	keys := map[string][]string{rw.Spec.SigningSecret.Name: rw.SigningSecretKeys()}
-	for _, ref := range otherSecretRefs(rw) {
-		keys[ref.Name] = append(keys[ref.Name], ref.Key)
-	}
-	if rs := rw.Spec.Resend; rs != nil { // watched so that a fixed API key retries a rejected sync at once
-		ref := rs.APIKeySecretRef
-		keys[ref.Name] = append(keys[ref.Name], ref.Key)
+	keys := map[string][]string{}
+	for _, ref := range render.SecretRefs(rw) {
+		keys[ref.Name] = append(keys[ref.Name], ref.Keys...)
 	}
 	return keys
 }
@@ -328,23 +313,15 @@ func (s *secretReader) redisConfig(ctx context.Context, rw *v1alpha1.ResendWebho
 	if red.Sentinel != nil {
 		cfg.SentinelMaster, cfg.SentinelAddrs = red.Sentinel.MasterName, red.Sentinel.Addrs
 	}
-	if red.PasswordSecretRef != nil {
-		v, bad := s.value(ctx, *red.PasswordSecretRef, "Redis password")
-		if bad != nil {
-			return cfg, bad
-		}
-		cfg.Password = strings.TrimRight(string(v), "\r\n")
-	}
 	if red.TLS != nil {
 		cfg.InsecureSkipVerify = red.TLS.InsecureSkipVerify
-		if red.TLS.CASecretRef != nil {
-			v, bad := s.value(ctx, *red.TLS.CASecretRef, "Redis CA")
-			if bad != nil {
-				return cfg, bad
-			}
-			cfg.CAPEM = v
-		}
 	}
+	values, bad := s.redisSecrets(ctx, rw)
+	if bad != nil {
+		return cfg, bad
+	}
+	cfg.Password = strings.TrimRight(string(values[render.SecretRedisPassword]), "\r\n")
+	cfg.CAPEM = values[render.SecretRedisCA]
 	return cfg, nil
 }
 

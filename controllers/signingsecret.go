@@ -48,7 +48,7 @@ func (s signingSecret) current() []byte {
 	return s.obj.Data[s.key]
 }
 
-func (s signingSecret) valid() bool { return ValidSigningSecret(s.current()) }
+func (s signingSecret) valid() bool { return validSigningSecret(s.current()) }
 
 func (s signingSecret) annotation(name string) string {
 	if s.obj == nil {
@@ -151,7 +151,7 @@ func (r *Reconciler) storeSecret(ctx context.Context, rw *v1alpha1.ResendWebhook
 		return sec, nil // Resend did not return it this time; what is stored is its last answer
 	case fromResend == "":
 		return sec, signingSecretError("Resend did not return the signing secret of the webhook; re-create it (delete it in Resend) or rotate it")
-	case !ValidSigningSecret([]byte(fromResend)):
+	case !validSigningSecret([]byte(fromResend)):
 		return sec, signingSecretError("Resend returned a signing secret that is not whsec_ + base64")
 	case string(sec.current()) == fromResend:
 		return sec, nil
@@ -167,7 +167,7 @@ func (r *Reconciler) storeSecret(ctx context.Context, rw *v1alpha1.ResendWebhook
 			if rotation.pending() {
 				setAnnotations(s, map[string]string{AnnRotatedFor: rotation.request, AnnRotationRequested: rotation.request})
 			}
-		case ValidSigningSecret(old):
+		case validSigningSecret(old):
 			setData(s, render.PreviousSigningKey(sec.key), old)
 			setAnnotations(s, map[string]string{AnnPreviousExpiresAt: now.Add(r.resend.opts.DualSigningWindow).UTC().Format(time.RFC3339Nano)})
 			if rotation.requested != "" && rotation.requested != rotation.done {
@@ -230,14 +230,14 @@ func (r *Reconciler) rotate(ctx context.Context, c *resendapi.Client, rw *v1alph
 	if err != nil {
 		return sec, err
 	}
-	if !ValidSigningSecret([]byte(fresh)) {
+	if !validSigningSecret([]byte(fresh)) {
 		return sec, signingSecretError("Resend returned a rotated signing secret that is not whsec_ + base64")
 	}
 	now := time.Now()
 	old := sec.current()
 	sec, err = r.writeSigningSecret(ctx, rw, want, sec, func(s *corev1.Secret) {
 		setData(s, sec.key, []byte(fresh))
-		if ValidSigningSecret(old) {
+		if validSigningSecret(old) {
 			setData(s, render.PreviousSigningKey(sec.key), old)
 		}
 		setAnnotations(s, map[string]string{

@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/manager"
+	"github.com/resend-webhook-operator/resend-webhook-operator/cmd/manager"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 

@@ -20,8 +20,8 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+	"github.com/resend-webhook-operator/resend-webhook-operator/cmd/manager"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers"
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/manager"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 

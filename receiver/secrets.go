@@ -1,7 +1,6 @@
 package receiver
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	svix "github.com/svix/svix-webhooks/go"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/signing"
 )
 
 // SecretSource gives the handler the signing secrets valid right now; a request is accepted
@@ -31,7 +32,7 @@ type StaticSecrets []*svix.Webhook
 func NewStaticSecrets(values ...string) (StaticSecrets, error) {
 	var s StaticSecrets
 	for i, v := range values {
-		wh, err := parseSecret([]byte(v))
+		wh, err := signing.Parse([]byte(v))
 		if err != nil {
 			return nil, fmt.Errorf("secret %d: %w", i, err)
 		}
@@ -151,7 +152,7 @@ func scanSecrets(dir string) (*secretSet, error) {
 		}
 		_, _ = fmt.Fprintf(h, "%s\x00%d\x00", name, len(content))
 		h.Write(content)
-		wh, err := parseSecret(content)
+		wh, err := signing.Parse(content)
 		if err != nil {
 			set.invalid[name] = err.Error()
 			continue
@@ -164,21 +165,4 @@ func scanSecrets(dir string) (*secretSet, error) {
 	}
 	h.Sum(set.fingerprint[:0])
 	return set, nil
-}
-
-// parseSecret accepts "whsec_<base64>" with surrounding whitespace (files often end in a
-// newline). Errors never include the value.
-func parseSecret(content []byte) (*svix.Webhook, error) {
-	v := bytes.TrimSpace(content)
-	switch {
-	case len(v) == 0:
-		return nil, errors.New("empty")
-	case !bytes.HasPrefix(v, []byte("whsec_")):
-		return nil, errors.New("not a whsec_ secret")
-	}
-	wh, err := svix.NewWebhook(string(v))
-	if err != nil {
-		return nil, errors.New("not valid base64 after whsec_")
-	}
-	return wh, nil
 }

@@ -23,8 +23,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+	"github.com/resend-webhook-operator/resend-webhook-operator/cmd/dlq"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/deadletter"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 	"github.com/resend-webhook-operator/resend-webhook-operator/receiver"
@@ -135,7 +135,7 @@ func runOutage(t *testing.T, maxHold time.Duration, events int, outage time.Dura
 	var listed, replayed int
 	if wantDead {
 		listed = dlqList(t, r.URL(), queue)
-		out := dlq(t, "replay", "--redis-url", r.URL(), "--queue", queue, "--all")
+		out := runDLQ(t, "replay", "--redis-url", r.URL(), "--queue", queue, "--all")
 		if _, err := fmt.Sscanf(out, "replayed: %d", &replayed); err != nil {
 			t.Fatalf("dlq replay output %q: %v", out, err)
 		}
@@ -230,10 +230,10 @@ func sendSigned(t *testing.T, url, secret string, n int) (sent, acked int) {
 	return n, int(ok.Load())
 }
 
-func dlq(t *testing.T, args ...string) string {
+func runDLQ(t *testing.T, args ...string) string {
 	t.Helper()
 	var out bytes.Buffer
-	if err := deadletter.Command.Run(context.Background(), args, func(string) string { return "" }, &out); err != nil {
+	if err := dlq.Command.Run(context.Background(), args, func(string) string { return "" }, &out); err != nil {
 		t.Fatalf("dlq %s: %v\n%s", args[0], err, out.String())
 	}
 	return out.String()
@@ -241,8 +241,8 @@ func dlq(t *testing.T, args ...string) string {
 
 func dlqList(t *testing.T, redisURL, queue string) int {
 	t.Helper()
-	var entries []deadletter.Entry
-	out := dlq(t, "list", "--redis-url", redisURL, "--queue", queue, "--limit", "0", "-o", "json")
+	var entries []dlq.Entry
+	out := runDLQ(t, "list", "--redis-url", redisURL, "--queue", queue, "--limit", "0", "-o", "json")
 	if err := json.Unmarshal([]byte(out), &entries); err != nil {
 		t.Fatalf("dlq list -o json: %v", err)
 	}

@@ -24,7 +24,7 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 
-// enqueue puts one event on the queue exactly as the receiver does (DESIGN.md §4).
+// enqueue puts one event on the queue exactly as the receiver does (the task format in docs/design.md).
 func enqueue(t testing.TB, opt asynq.RedisConnOpt, queue, eventType, svixID string, body []byte, maxAttempts int, maxDuration time.Duration) {
 	t.Helper()
 	c := asynq.NewClient(opt)

@@ -2,12 +2,9 @@ package worker
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
 )
 
 // Main runs a custom worker: it parses the same flags as the built-in "worker" subcommand
@@ -16,16 +13,7 @@ import (
 // When --sink-url is given, events no registered pattern matches are forwarded to the sink, as
 // the built-in worker does; without it they are dead-lettered. Main exits the process.
 func Main(setup func(w *Worker) error) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := MainContext(ctx, os.Args[1:], setup)
-	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
-		os.Exit(1)
-	}
+	cli.Main(func(ctx context.Context) error { return MainContext(ctx, os.Args[1:], setup) })
 }
 
 // MainContext is Main without the process handling: it runs until ctx is done and returns.

@@ -10,7 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 )
 
-// RetryPolicy is the retry schedule of a ResendWebhook (DESIGN.md §3): after failed attempt n
+// RetryPolicy is the retry schedule of a ResendWebhook (docs/design.md): after failed attempt n
 // (1-based) the next attempt waits min(MaxBackoff, R·MinBackoff·Factor^(n−1)), where R is drawn
 // from [1, 2) when Randomize is set and is 1 otherwise. MaxAttempts counts the first attempt.
 type RetryPolicy struct {

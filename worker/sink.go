@@ -19,6 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	svix "github.com/svix/svix-webhooks/go"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/signing"
 )
 
 // SinkConfig says where and how the built-in forwarder delivers events.
@@ -269,9 +271,9 @@ func (f *secretFile) load(now time.Time) (*svix.Webhook, error) {
 	if raw == f.raw && f.wh != nil {
 		return f.wh, nil
 	}
-	wh, err := svix.NewWebhook(raw)
-	if err != nil || !strings.HasPrefix(raw, "whsec_") {
-		return f.keep(fmt.Errorf("--sink-secret-file %s: not a whsec_… secret", f.path))
+	wh, err := signing.Parse(b)
+	if err != nil {
+		return f.keep(fmt.Errorf("--sink-secret-file %s: %w", f.path, err))
 	}
 	f.raw, f.wh, f.err = raw, wh, nil
 	return wh, nil

@@ -66,7 +66,7 @@ func TestDeliversExactBodySigned(t *testing.T) {
 		t.Errorf("succeeded = %v, want 1", v)
 	}
 
-	// Admin endpoints: ready (Redis reachable) and the metrics named in DESIGN.md §5.
+	// Admin endpoints: ready (Redis reachable) and the metrics named in docs/worker.md.
 	base := "http://" + adminAddr.String()
 	eventually(t, 5*time.Second, "/readyz 200", func() bool { return httpStatus(t, base+"/readyz") == http.StatusOK })
 	if code := httpStatus(t, base+"/healthz"); code != http.StatusOK {

@@ -54,7 +54,7 @@ func ReceiverArgs(rw *v1alpha1.ResendWebhook) []string {
 	return args
 }
 
-// WorkerArgs is the worker's command line (DESIGN §5). It returns nil without spec.worker.
+// WorkerArgs is the worker's command line (docs/worker.md). It returns nil without spec.worker.
 func WorkerArgs(rw *v1alpha1.ResendWebhook) []string {
 	rw = defaulted(rw)
 	s := rw.Spec

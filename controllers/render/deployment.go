@@ -43,9 +43,7 @@ func ReceiverDeployment(rw *v1alpha1.ResendWebhook, o Options) *appsv1.Deploymen
 		{Name: PortWebhook, ContainerPort: WebhookPort, Protocol: corev1.ProtocolTCP},
 		{Name: PortAdmin, ContainerPort: AdminPort, Protocol: corev1.ProtocolTCP},
 	}
-	volumes, mounts := redisVolumes(rw.Spec.Queue.Redis)
-	volumes = append([]corev1.Volume{signingVolume(rw)}, volumes...)
-	mounts = append([]corev1.VolumeMount{{Name: volSigning, MountPath: SigningDir, ReadOnly: true}}, mounts...)
+	volumes, mounts := secretVolumes(rw, ComponentReceiver)
 	container.VolumeMounts = mounts
 
 	d := deployment(rw, ReceiverName(rw), ComponentReceiver, r.PodSettings, container, volumes, receiverGraceSeconds)
@@ -74,11 +72,7 @@ func WorkerDeployment(rw *v1alpha1.ResendWebhook, o Options) *appsv1.Deployment 
 	}
 	container := baseContainer(ComponentWorker, image(w.Image, o), WorkerArgs(rw), w.Resources)
 	container.Ports = []corev1.ContainerPort{{Name: PortAdmin, ContainerPort: AdminPort, Protocol: corev1.ProtocolTCP}}
-	volumes, mounts := redisVolumes(rw.Spec.Queue.Redis)
-	if w.Sink != nil && w.Sink.SigningSecretRef != nil {
-		volumes = append(volumes, secretKeyVolume(volSink, *w.Sink.SigningSecretRef, SinkFile))
-		mounts = append(mounts, corev1.VolumeMount{Name: volSink, MountPath: SinkDir, ReadOnly: true})
-	}
+	volumes, mounts := secretVolumes(rw, ComponentWorker)
 	// The user's additions come after ours; on a clash ours win (the CRD rejects the clashes it
 	// can see; this also covers objects stored before those rules).
 	volumes = appendVolumes(volumes, w.Volumes)
@@ -282,57 +276,4 @@ func containerSecurityContext() *corev1.SecurityContext {
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
-}
-
-// signingVolume projects each listed key of the signing Secret to a file of the same name.
-// The projection is optional so a key (or the whole Secret) can be missing during rotation
-// without keeping pods from starting; the receiver rescans the directory.
-func signingVolume(rw *v1alpha1.ResendWebhook) corev1.Volume {
-	keys := rw.SigningSecretKeys()
-	if rw.Spec.Resend != nil && !slices.Contains(keys, PreviousSigningKey(keys[0])) {
-		// With spec.resend the operator keeps the secret a rotation replaced under this key
-		// for Resend's dual-signing window.
-		keys = append(slices.Clip(keys), PreviousSigningKey(keys[0]))
-	}
-	items := make([]corev1.KeyToPath, len(keys))
-	for i, k := range keys {
-		items[i] = corev1.KeyToPath{Key: k, Path: k}
-	}
-	return corev1.Volume{Name: volSigning, VolumeSource: corev1.VolumeSource{
-		Projected: &corev1.ProjectedVolumeSource{
-			DefaultMode: new(int32(secretFileMode)),
-			Sources: []corev1.VolumeProjection{{Secret: &corev1.SecretProjection{
-				LocalObjectReference: corev1.LocalObjectReference{Name: rw.Spec.SigningSecret.Name},
-				Items:                items,
-				Optional:             new(true),
-			}}},
-		},
-	}}
-}
-
-// redisVolumes mounts the Redis password and CA bundle when the spec references them.
-func redisVolumes(r v1alpha1.RedisSpec) ([]corev1.Volume, []corev1.VolumeMount) {
-	var vols []corev1.Volume
-	var mounts []corev1.VolumeMount
-	if r.PasswordSecretRef != nil {
-		vols = append(vols, secretKeyVolume(volRedis, *r.PasswordSecretRef, RedisPassFile))
-		mounts = append(mounts, corev1.VolumeMount{Name: volRedis, MountPath: RedisDir, ReadOnly: true})
-	}
-	if r.TLS != nil && r.TLS.CASecretRef != nil {
-		vols = append(vols, secretKeyVolume(volRedisCA, *r.TLS.CASecretRef, RedisCAFile))
-		mounts = append(mounts, corev1.VolumeMount{Name: volRedisCA, MountPath: RedisCADir, ReadOnly: true})
-	}
-	return vols, mounts
-}
-
-// secretKeyVolume mounts one key of a Secret as the file name. It is required: a component
-// cannot work without its Redis password, CA or sink secret.
-func secretKeyVolume(volume string, ref v1alpha1.SecretKeyRef, file string) corev1.Volume {
-	return corev1.Volume{Name: volume, VolumeSource: corev1.VolumeSource{
-		Secret: &corev1.SecretVolumeSource{
-			SecretName:  ref.Name,
-			Items:       []corev1.KeyToPath{{Key: ref.Key, Path: file}},
-			DefaultMode: new(int32(secretFileMode)),
-		},
-	}}
 }

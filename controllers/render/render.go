@@ -16,7 +16,7 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 )
 
-// Names, ports and paths shared with the receiver, worker and local pod runner (team contract).
+// Names, ports and paths shared with the receiver and worker (team contract).
 const (
 	ComponentReceiver = "receiver"
 	ComponentWorker   = "worker"

@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 )
 
 // Command is one subcommand of the binary.
@@ -48,6 +51,19 @@ func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// Main runs a program's body with a context that SIGINT and SIGTERM cancel, then exits the
+// process: with status 0 after --help, and with the error on stderr and status 1 after a
+// failure.
+func Main(run func(ctx context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
 }
 
 // NewFlagSet returns a FlagSet that reports errors instead of exiting and prints usage to w.

@@ -98,17 +98,13 @@ func (c Config) ConnOpt() (asynq.RedisConnOpt, error) {
 			return nil, errors.New("redis sentinel url needs ?master=NAME")
 		}
 	}
+	// What a direct and a Sentinel connection share; the Sentinel form takes it over below.
+	opt := asynq.RedisClientOpt{Password: password, DB: db, TLSConfig: tlsConf,
+		PoolSize: c.PoolSize, ReadTimeout: c.ReadTimeout, DialTimeout: 5 * time.Second}
 	if master != "" {
-		return asynq.RedisFailoverClientOpt{
-			MasterName:    master,
-			SentinelAddrs: addrs,
-			Password:      password,
-			DB:            db,
-			TLSConfig:     tlsConf,
-			PoolSize:      c.PoolSize,
-			ReadTimeout:   c.ReadTimeout,
-			DialTimeout:   5 * time.Second,
-		}, nil
+		return asynq.RedisFailoverClientOpt{MasterName: master, SentinelAddrs: addrs,
+			Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig,
+			PoolSize: opt.PoolSize, ReadTimeout: opt.ReadTimeout, DialTimeout: opt.DialTimeout}, nil
 	}
 	if u.Hostname() == "" {
 		return nil, errors.New("redis url has no host; " + fixURLHint)
@@ -120,16 +116,8 @@ func (c Config) ConnOpt() (asynq.RedisConnOpt, error) {
 	if tlsConf != nil {
 		tlsConf.ServerName = u.Hostname()
 	}
-	return asynq.RedisClientOpt{
-		Addr:        host,
-		Username:    u.User.Username(),
-		Password:    password,
-		DB:          db,
-		TLSConfig:   tlsConf,
-		PoolSize:    c.PoolSize,
-		ReadTimeout: c.ReadTimeout,
-		DialTimeout: 5 * time.Second,
-	}, nil
+	opt.Addr, opt.Username = host, u.User.Username()
+	return opt, nil
 }
 
 // fixURLHint ends every URL error: the likely cause is a password with a reserved character.

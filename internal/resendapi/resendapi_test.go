@@ -1,4 +1,4 @@
-package resendapi
+package resendapi_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendapi"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendsim"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
@@ -27,9 +28,9 @@ func simulator(t *testing.T, limit int) (*resendsim.Sim, string) {
 	return sim, srv.URL
 }
 
-func newAPI(t *testing.T, o Options) *API {
+func newAPI(t *testing.T, o resendapi.Options) *resendapi.API {
 	t.Helper()
-	a, err := New(o)
+	a, err := resendapi.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,21 +42,21 @@ func TestWebhookLifecycleAgainstTheSimulator(t *testing.T) {
 	// The base URL may carry a path prefix (a proxy in front of the API).
 	prefixed := httptest.NewServer(http.StripPrefix("/resend", sim))
 	defer prefixed.Close()
-	c := newAPI(t, Options{BaseURL: prefixed.URL + "/resend", Interval: time.Millisecond}).Client(key + "\n")
+	c := newAPI(t, resendapi.Options{BaseURL: prefixed.URL + "/resend", Interval: time.Millisecond}).Client(key + "\n")
 	ctx := context.Background()
 
 	w, err := c.Create(ctx, "https://hooks.example/a", []string{"email.sent"})
-	if err != nil || w.ID == "" || !strings.HasPrefix(w.SigningSecret, "whsec_") || w.Status != StatusEnabled {
+	if err != nil || w.ID == "" || !strings.HasPrefix(w.SigningSecret, "whsec_") || w.Status != resendapi.StatusEnabled {
 		t.Fatalf("create: %+v %v", w, err)
 	}
 	got, err := c.Get(ctx, w.ID)
-	if err != nil || got.SigningSecret != w.SigningSecret || got.Endpoint != "https://hooks.example/a" || got.Status != StatusEnabled {
+	if err != nil || got.SigningSecret != w.SigningSecret || got.Endpoint != "https://hooks.example/a" || got.Status != resendapi.StatusEnabled {
 		t.Fatalf("get: %+v %v", got, err)
 	}
-	if err := c.Update(ctx, w.ID, Update{Events: []string{"email.bounced", "email.sent"}, Status: new(StatusDisabled)}); err != nil {
+	if err := c.Update(ctx, w.ID, resendapi.Update{Events: []string{"email.bounced", "email.sent"}, Status: new(resendapi.StatusDisabled)}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := c.Get(ctx, w.ID); got.Status != StatusDisabled || !slices.Equal(got.Events, []string{"email.bounced", "email.sent"}) || got.Endpoint != "https://hooks.example/a" {
+	if got, _ := c.Get(ctx, w.ID); got.Status != resendapi.StatusDisabled || !slices.Equal(got.Events, []string{"email.bounced", "email.sent"}) || got.Endpoint != "https://hooks.example/a" {
 		t.Errorf("after update: %+v", got)
 	}
 	secret, err := c.RotateSigningSecret(ctx, w.ID)
@@ -66,17 +67,17 @@ func TestWebhookLifecycleAgainstTheSimulator(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = c.Remove(ctx, w.ID)
-	if !IsNotFound(err) {
+	if !resendapi.IsNotFound(err) {
 		t.Fatalf("second remove: %v, want a 404", err)
 	}
-	if _, err := c.RotateSigningSecret(ctx, "../webhooks"); !IsNotFound(err) {
+	if _, err := c.RotateSigningSecret(ctx, "../webhooks"); !resendapi.IsNotFound(err) {
 		t.Errorf("an id is one path segment: %v", err)
 	}
 }
 
 func TestListFollowsPages(t *testing.T) {
 	_, url := simulator(t, 10000)
-	c := newAPI(t, Options{BaseURL: url, Interval: time.Microsecond}).Client(key)
+	c := newAPI(t, resendapi.Options{BaseURL: url, Interval: time.Microsecond}).Client(key)
 	ctx := context.Background()
 	for i := range 130 {
 		if _, err := c.Create(ctx, fmt.Sprintf("https://hooks.example/%d", i), []string{"email.sent"}); err != nil {
@@ -99,12 +100,12 @@ func TestListFollowsPages(t *testing.T) {
 func TestRejectedKeyIsUnauthorizedAndNeverInTheError(t *testing.T) {
 	sim, url := simulator(t, 1000)
 	sim.RevokeKey(key)
-	_, err := newAPI(t, Options{BaseURL: url}).Client(key).List(context.Background())
-	if !IsUnauthorized(err) || StatusOf(err) != http.StatusForbidden {
+	_, err := newAPI(t, resendapi.Options{BaseURL: url}).Client(key).List(context.Background())
+	if !resendapi.IsUnauthorized(err) || resendapi.StatusOf(err) != http.StatusForbidden {
 		t.Fatalf("revoked key: %v", err)
 	}
-	_, err = newAPI(t, Options{BaseURL: url}).Client("").List(context.Background())
-	if !IsUnauthorized(err) || StatusOf(err) != http.StatusUnauthorized {
+	_, err = newAPI(t, resendapi.Options{BaseURL: url}).Client("").List(context.Background())
+	if !resendapi.IsUnauthorized(err) || resendapi.StatusOf(err) != http.StatusUnauthorized {
 		t.Fatalf("no key: %v", err)
 	}
 	// A server echoing the key back: the key is redacted from the error.
@@ -114,8 +115,8 @@ func TestRejectedKeyIsUnauthorizedAndNeverInTheError(t *testing.T) {
 		fmt.Fprintf(w, `{"message":"bad %s\n%s"}`, r.Header.Get("Authorization"), strings.Repeat("x", 500))
 	}))
 	defer echo.Close()
-	_, err = newAPI(t, Options{BaseURL: echo.URL}).Client(key).List(context.Background())
-	if err == nil || strings.Contains(err.Error(), key) || StatusOf(err) != http.StatusBadGateway || strings.Contains(err.Error(), "\n") || len(err.Error()) > 300 {
+	_, err = newAPI(t, resendapi.Options{BaseURL: echo.URL}).Client(key).List(context.Background())
+	if err == nil || strings.Contains(err.Error(), key) || resendapi.StatusOf(err) != http.StatusBadGateway || strings.Contains(err.Error(), "\n") || len(err.Error()) > 300 {
 		t.Fatalf("echoed key: %q", err)
 	}
 }
@@ -125,8 +126,8 @@ func TestNetworkErrorHasNoStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = newAPI(t, Options{BaseURL: fmt.Sprintf("http://127.0.0.1:%d", port)}).Client(key).Get(context.Background(), "x")
-	if err == nil || StatusOf(err) != 0 || IsNotFound(err) || !strings.HasSuffix(err.Error(), ": connection refused") || strings.Contains(err.Error(), "dial") {
+	_, err = newAPI(t, resendapi.Options{BaseURL: fmt.Sprintf("http://127.0.0.1:%d", port)}).Client(key).Get(context.Background(), "x")
+	if err == nil || resendapi.StatusOf(err) != 0 || resendapi.IsNotFound(err) || !strings.HasSuffix(err.Error(), ": connection refused") || strings.Contains(err.Error(), "dial") {
 		t.Fatalf("unreachable API: %v", err)
 	}
 }
@@ -137,7 +138,7 @@ func TestOneLimiterPerKey(t *testing.T) {
 	sim, url := simulator(t, 2)
 	other := "re_unit_test_other_key"
 	sim.AddKey(other, "")
-	api := newAPI(t, Options{BaseURL: url, MaxWait: time.Minute})
+	api := newAPI(t, resendapi.Options{BaseURL: url, MaxWait: time.Minute})
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -166,10 +167,10 @@ func TestOneLimiterPerKey(t *testing.T) {
 	if st.Requests != 6 || st.RateLimited != 0 || st.MaxPerSecond > 2 {
 		t.Errorf("at the simulator: %+v, want 6 requests, no 429, at most 2 in any second", st)
 	}
-	if elapsed < 5*DefaultInterval {
+	if elapsed < 5*resendapi.DefaultInterval {
 		t.Errorf("6 calls of one key took %s, want at least 5 intervals", elapsed)
 	}
-	if d := time.Since(otherBegan); d > DefaultInterval {
+	if d := time.Since(otherBegan); d > resendapi.DefaultInterval {
 		t.Errorf("the other key waited %s for the first key's budget", d)
 	}
 }
@@ -178,15 +179,15 @@ func TestOneLimiterPerKey(t *testing.T) {
 // at once, without asking Resend, until retry-after has passed.
 func TestTooManyRequestsHoldsOffTheKey(t *testing.T) {
 	sim, url := simulator(t, 1000)
-	api := newAPI(t, Options{BaseURL: url, Interval: time.Millisecond})
+	api := newAPI(t, resendapi.Options{BaseURL: url, Interval: time.Millisecond})
 	sim.Throttle(key, 1200*time.Millisecond)
 	_, err := api.Client(key).List(context.Background())
-	wait, limited := RetryAfter(err)
-	if !limited || wait != 2*time.Second || StatusOf(err) != http.StatusTooManyRequests {
+	wait, limited := resendapi.RetryAfter(err)
+	if !limited || wait != 2*time.Second || resendapi.StatusOf(err) != http.StatusTooManyRequests {
 		t.Fatalf("throttled call: %v (retry after %s)", err, wait)
 	}
 	_, err = api.Client(key).List(context.Background())
-	if wait, limited := RetryAfter(err); !limited || wait <= time.Second || wait > 2*time.Second {
+	if wait, limited := resendapi.RetryAfter(err); !limited || wait <= time.Second || wait > 2*time.Second {
 		t.Fatalf("next call: %v", err)
 	}
 	if n := sim.Stats().Key(key).Requests; n != 1 {
@@ -196,35 +197,14 @@ func TestTooManyRequestsHoldsOffTheKey(t *testing.T) {
 
 func TestMaxWaitTurnsALongQueueIntoARetryAfter(t *testing.T) {
 	_, url := simulator(t, 1000)
-	api := newAPI(t, Options{BaseURL: url, Interval: time.Second, MaxWait: 50 * time.Millisecond})
+	api := newAPI(t, resendapi.Options{BaseURL: url, Interval: time.Second, MaxWait: 50 * time.Millisecond})
 	c := api.Client(key)
 	if _, err := c.List(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	_, err := c.List(context.Background())
-	if wait, limited := RetryAfter(err); !limited || wait < 900*time.Millisecond {
+	if wait, limited := resendapi.RetryAfter(err); !limited || wait < 900*time.Millisecond {
 		t.Fatalf("second call within the interval: %v", err)
-	}
-}
-
-func TestParseRetryAfterAndBound(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	for v, want := range map[string]time.Duration{
-		"3": 3 * time.Second, "0.5": 500 * time.Millisecond, "": time.Second, "junk": time.Second, "-4": time.Second,
-		"999999": maxRetryAfter, now.Add(7 * time.Second).Format(http.TimeFormat): 7 * time.Second,
-	} {
-		if got := parseRetryAfter(v, now); got != want {
-			t.Errorf("parseRetryAfter(%q) = %s, want %s", v, got, want)
-		}
-	}
-	if got := Bound("a\nb\x00cé", 100); got != "a b cé" {
-		t.Errorf("Bound control characters: %q", got)
-	}
-	if got := Bound("ééé", 3); got != "é…" {
-		t.Errorf("Bound cuts on a rune boundary: %q", got)
-	}
-	if _, err := New(Options{BaseURL: "ftp://x"}); err == nil {
-		t.Error("a non-http base URL must be refused")
 	}
 }
 
@@ -232,7 +212,7 @@ func TestParseRetryAfterAndBound(t *testing.T) {
 // send either.
 func TestQueuedCallsHoldOffToo(t *testing.T) {
 	sim, url := simulator(t, 1000)
-	api := newAPI(t, Options{BaseURL: url, Interval: 300 * time.Millisecond, MaxWait: 5 * time.Second})
+	api := newAPI(t, resendapi.Options{BaseURL: url, Interval: 300 * time.Millisecond, MaxWait: 5 * time.Second})
 	if _, err := api.Client(key).List(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +225,7 @@ func TestQueuedCallsHoldOffToo(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		if _, limited := RetryAfter(err); !limited {
+		if _, limited := resendapi.RetryAfter(err); !limited {
 			t.Errorf("queued call: %v, want a rate-limit error", err)
 		}
 	}

@@ -9,15 +9,12 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	svix "github.com/svix/svix-webhooks/go"
-
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/sender"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/signing"
 )
 
 // --- webhooks (what tests and the sandbox read) ---
@@ -81,7 +78,7 @@ func (s *Sim) Send(teamName string, body []byte) (string, int, error) {
 	if t == nil {
 		return "", 0, fmt.Errorf("no team %q: add a key for it first", teamName)
 	}
-	m := &message{id: sender.NewID(), team: teamName, typ: ev.Type, body: slices.Clone(body)}
+	m := &message{id: signing.NewMessageID(), team: teamName, typ: ev.Type, body: slices.Clone(body)}
 	for _, wh := range t.webhooks {
 		if wh.status == "enabled" && slices.Contains(wh.events, ev.Type) {
 			m.webhooks = append(m.webhooks, wh.id)
@@ -166,7 +163,7 @@ func (s *Sim) attempt(m *message, endpoint string, secrets []string) int {
 		return 0
 	}
 	defer func() { <-s.sem }()
-	h, err := sign(secrets, m.id, time.Now(), m.body)
+	h, err := signing.Headers(secrets, m.id, time.Now(), m.body)
 	if err != nil {
 		s.opts.Log.Error("cannot sign", "id", m.id, "error", err)
 		return 0
@@ -176,6 +173,7 @@ func (s *Sim) attempt(m *message, endpoint string, secrets []string) int {
 		return 0
 	}
 	req.Header = h
+	req.Header.Set("User-Agent", "Svix-Webhooks/1.0 (resend-webhook-operator simulator)")
 	code := 0
 	resp, err := s.client.Do(req)
 	if err == nil {
@@ -225,29 +223,6 @@ func (s *Sim) count(f func(*counters)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f(&s.stats)
-}
-
-// sign returns Resend's delivery headers, with one "v1," signature per secret.
-func sign(secrets []string, id string, ts time.Time, body []byte) (http.Header, error) {
-	sigs := make([]string, 0, len(secrets))
-	for _, sec := range secrets {
-		wh, err := svix.NewWebhook(sec)
-		if err != nil {
-			return nil, err
-		}
-		sig, err := wh.Sign(id, ts, body)
-		if err != nil {
-			return nil, err
-		}
-		sigs = append(sigs, sig)
-	}
-	h := http.Header{}
-	h.Set("Content-Type", "application/json")
-	h.Set("User-Agent", "Svix-Webhooks/1.0 (resend-webhook-operator simulator)")
-	h.Set("svix-id", id)
-	h.Set("svix-timestamp", strconv.FormatInt(ts.Unix(), 10))
-	h.Set("svix-signature", strings.Join(sigs, " "))
-	return h, nil
 }
 
 // Stream is a steady flow of events (Sim.Stream).

@@ -28,7 +28,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/resend-webhook-operator/resend-webhook-operator/internal/sender"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendapi"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/signing"
 )
 
 // Schedule is Resend's delivery retry schedule: the waits before the 2nd, 3rd, … 8th attempt.
@@ -314,7 +315,7 @@ func validate(w http.ResponseWriter, endpoint *string, events []string, eventsGi
 		return false
 	}
 	for _, e := range events {
-		if !slices.Contains(sender.EventTypes, e) {
+		if !slices.Contains(resendapi.EventTypes, e) {
 			writeError(w, http.StatusUnprocessableEntity, "validation_error", "Invalid event type: "+e)
 			return false
 		}
@@ -336,7 +337,7 @@ func (s *Sim) create(w http.ResponseWriter, r *http.Request, t *team) {
 	}
 	wh := &webhook{
 		id: newUUID(), endpoint: *req.Endpoint, events: slices.Clone(req.Events), status: "enabled",
-		secret: sender.RandomSecret(), createdAt: time.Now().UTC().Format("2006-01-02 15:04:05.000-07"),
+		secret: signing.NewSecret(), createdAt: time.Now().UTC().Format("2006-01-02 15:04:05.000-07"),
 	}
 	t.webhooks = append([]*webhook{wh}, t.webhooks...)
 	s.opts.Log.Info("webhook created", "id", wh.id, "endpoint", redactURL(wh.endpoint), "events", len(wh.events))
@@ -442,7 +443,7 @@ func (s *Sim) rotate(w http.ResponseWriter, r *http.Request, t *team) {
 		notFound(w)
 		return
 	}
-	wh.previous, wh.secret = wh.secret, sender.RandomSecret()
+	wh.previous, wh.secret = wh.secret, signing.NewSecret()
 	wh.previousUntil = time.Now().Add(s.scaled(s.opts.DualSigningWindow))
 	s.opts.Log.Info("signing secret rotated", "id", wh.id)
 	writeJSON(w, http.StatusOK, map[string]any{"object": "webhook", "id": wh.id, "signing_secret": wh.secret})

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendapi"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/sender"
 )
 
@@ -30,7 +31,7 @@ func (s *Sim) postEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		count = n
 	}
-	types := sender.EventTypes
+	types := resendapi.EventTypes
 	if v := q.Get("type"); v != "" {
 		types = strings.Split(v, ",")
 	}

@@ -7,17 +7,6 @@ import (
 	"time"
 )
 
-// EventTypes are the Resend webhook event types (DESIGN.md §1), in the order the sender cycles
-// through them.
-var EventTypes = []string{
-	"email.sent", "email.delivered", "email.bounced", "email.complained", "email.opened",
-	"email.clicked", "email.failed", "email.delivery_delayed", "email.scheduled",
-	"email.suppressed", "email.received",
-	"contact.created", "contact.updated", "contact.deleted",
-	"domain.created", "domain.updated", "domain.deleted",
-	"suppression.added", "suppression.removed",
-}
-
 // SampleEvent returns a JSON body shaped like Resend's payload for eventType; seq makes ids and
 // addresses of different samples differ.
 func SampleEvent(eventType string, seq int, now time.Time) []byte {

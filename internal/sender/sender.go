@@ -1,14 +1,11 @@
 // Package sender posts signed sample Resend events to a receiver, the way Resend (through Svix)
 // does: svix-id, svix-timestamp and svix-signature headers over the raw JSON body. It backs the
-// "send" subcommand and is used by the end-to-end test.
+// "send" subcommand (cmd/send) and the tests.
 package sender
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,9 +18,11 @@ import (
 	"sync"
 	"time"
 
-	svix "github.com/svix/svix-webhooks/go"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendapi"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/signing"
 )
 
 // Kind says why a request was sent.
@@ -45,7 +44,7 @@ type Options struct {
 	WrongSecret bool   // sign every distinct and duplicate event with a random secret instead
 
 	Count int      // distinct events; 0 = one of each type in Types
-	Types []string // event types to cycle through; empty = EventTypes
+	Types []string // event types to cycle through; empty = resendapi.EventTypes
 	Body  []byte   // when set, every distinct event carries this JSON body (its "type" is used)
 
 	Duplicates int // re-deliveries of already-sent ids, sent after all distinct events
@@ -199,7 +198,7 @@ func cmp(d, def time.Duration) time.Duration {
 func plan(o Options) (first, second []planned, err error) {
 	types := o.Types
 	if len(types) == 0 {
-		types = EventTypes
+		types = resendapi.EventTypes
 	}
 	fileType := ""
 	if o.Body != nil {
@@ -220,11 +219,11 @@ func plan(o Options) (first, second []planned, err error) {
 	}
 	secret := o.Secret
 	if o.WrongSecret {
-		secret = RandomSecret()
+		secret = signing.NewSecret()
 	}
 	now := time.Now()
 	for i := range count {
-		p := planned{kind: KindDistinct, id: NewID(), secret: secret}
+		p := planned{kind: KindDistinct, id: signing.NewMessageID(), secret: secret}
 		if o.Body != nil {
 			p.typ, p.body = fileType, o.Body
 		} else {
@@ -241,10 +240,10 @@ func plan(o Options) (first, second []planned, err error) {
 		d.kind = KindDuplicate
 		second = append(second, d)
 	}
-	wrong := RandomSecret()
+	wrong := signing.NewSecret()
 	for i := range o.Forged {
 		typ := types[i%len(types)]
-		second = append(second, planned{kind: KindForged, id: NewID(), typ: typ, body: SampleEvent(typ, count+i, now), secret: wrong})
+		second = append(second, planned{kind: KindForged, id: signing.NewMessageID(), typ: typ, body: SampleEvent(typ, count+i, now), secret: wrong})
 	}
 	// Interleave forged events with the duplicates so both meet the receiver in the same state.
 	mrand.Shuffle(len(second), func(i, j int) { second[i], second[j] = second[j], second[i] })
@@ -287,7 +286,10 @@ func sendBatch(ctx context.Context, client *http.Client, o Options, limiter *rat
 
 // Post signs body as Svix does at the current time and POSTs it; it returns the status code.
 func Post(ctx context.Context, client *http.Client, url, host, secret, id string, body []byte) (int, error) {
-	h, err := Headers(secret, id, time.Now(), body)
+	h, err := signing.Headers([]string{secret}, id, time.Now(), body)
+	if err == nil {
+		h.Set("User-Agent", "Svix-Webhooks/1.0 (resend-webhook-operator send)")
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -306,37 +308,4 @@ func Post(ctx context.Context, client *http.Client, url, host, secret, id string
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
 	return resp.StatusCode, nil
-}
-
-// Headers returns the headers Resend sends with a webhook: content type and the svix-* trio.
-func Headers(secret, id string, ts time.Time, body []byte) (http.Header, error) {
-	wh, err := svix.NewWebhook(secret)
-	if err != nil {
-		return nil, fmt.Errorf("signing secret: %w", err)
-	}
-	sig, err := wh.Sign(id, ts, body)
-	if err != nil {
-		return nil, err
-	}
-	h := http.Header{}
-	h.Set("Content-Type", "application/json")
-	h.Set("User-Agent", "Svix-Webhooks/1.0 (resend-webhook-operator send)")
-	h.Set("svix-id", id)
-	h.Set("svix-timestamp", strconv.FormatInt(ts.Unix(), 10))
-	h.Set("svix-signature", sig)
-	return h, nil
-}
-
-// NewID returns a fresh Svix-style message id ("msg_" + 26 random characters).
-func NewID() string {
-	b := make([]byte, 13)
-	_, _ = rand.Read(b)
-	return "msg_" + hex.EncodeToString(b)
-}
-
-// RandomSecret returns a fresh whsec_ secret (24 random bytes, as Svix generates).
-func RandomSecret() string {
-	b := make([]byte, 24)
-	_, _ = rand.Read(b)
-	return "whsec_" + base64.StdEncoding.EncodeToString(b)
 }

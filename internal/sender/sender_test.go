@@ -1,22 +1,21 @@
 package sender
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	svix "github.com/svix/svix-webhooks/go"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendapi"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/signing"
 )
 
 // receiver verifies like the real receiver does and records what it accepted.
@@ -57,22 +56,22 @@ func newReceiver(t *testing.T, secret string) (*receiver, string) {
 }
 
 func TestSendEveryTypeDuplicatesForged(t *testing.T) {
-	secret := RandomSecret()
+	secret := signing.NewSecret()
 	rc, url := newReceiver(t, secret)
 	s, err := Send(context.Background(), Options{URL: url + "/hook", Host: "hooks.example.com", Secret: secret, Duplicates: 5, Forged: 3, Concurrency: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for kind, want := range map[Kind]map[int]int{KindDistinct: {200: len(EventTypes)}, KindDuplicate: {200: 5}, KindForged: {401: 3}} {
+	for kind, want := range map[Kind]map[int]int{KindDistinct: {200: len(resendapi.EventTypes)}, KindDuplicate: {200: 5}, KindForged: {401: 3}} {
 		if got := s.Codes(kind); !maps.Equal(got, want) {
 			t.Errorf("%s: codes %v, want %v", kind, got, want)
 		}
 	}
 	ids := s.DistinctIDs()
-	if len(rc.types) != len(EventTypes) || len(ids) != len(EventTypes) {
-		t.Fatalf("receiver accepted %d ids, sender planned %d distinct; want %d", len(rc.types), len(ids), len(EventTypes))
+	if len(rc.types) != len(resendapi.EventTypes) || len(ids) != len(resendapi.EventTypes) {
+		t.Fatalf("receiver accepted %d ids, sender planned %d distinct; want %d", len(rc.types), len(ids), len(resendapi.EventTypes))
 	}
-	if got := slices.Sorted(maps.Values(rc.types)); !slices.Equal(got, slices.Sorted(slices.Values(EventTypes))) {
+	if got := slices.Sorted(maps.Values(rc.types)); !slices.Equal(got, slices.Sorted(slices.Values(resendapi.EventTypes))) {
 		t.Errorf("types sent %v, want each Resend type once", got)
 	}
 	for _, r := range s.Results {
@@ -86,7 +85,7 @@ func TestSendEveryTypeDuplicatesForged(t *testing.T) {
 }
 
 func TestSendRate(t *testing.T) {
-	secret := RandomSecret()
+	secret := signing.NewSecret()
 	_, url := newReceiver(t, secret)
 	s, err := Send(context.Background(), Options{URL: url, Secret: secret, Count: 11, Rate: 50})
 	if err != nil {
@@ -95,44 +94,5 @@ func TestSendRate(t *testing.T) {
 	// 11 requests at 50/s: the limiter spaces them over at least 10 intervals of 20 ms.
 	if s.Elapsed < 180*time.Millisecond {
 		t.Errorf("11 requests at --rate=50 took %s, want ≥ 200 ms", s.Elapsed)
-	}
-}
-
-func TestCommand(t *testing.T) {
-	secret := RandomSecret()
-	rc, url := newReceiver(t, secret)
-	dir := t.TempDir()
-	secretFile := filepath.Join(dir, "secret")
-	eventFile := filepath.Join(dir, "event.json")
-	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(eventFile, []byte(`{"type":"email.bounced","created_at":"2026-01-01T00:00:00Z","data":{"email_id":"x"}}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	err := run(context.Background(), []string{"--url=" + url, "--secret-file=" + secretFile, "--file=" + eventFile, "--count=3"}, func(string) string { return "" }, &out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "distinct  200×3") {
-		t.Errorf("summary:\n%s", out.String())
-	}
-	for _, typ := range rc.types {
-		if typ != "email.bounced" {
-			t.Errorf("--file sent type %q", typ)
-		}
-	}
-
-	out.Reset()
-	err = run(context.Background(), []string{"--url=" + url, "--wrong-secret", "--type=email.sent", "--count=2"}, func(string) string { return "" }, &out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "distinct  401×2") {
-		t.Errorf("--wrong-secret summary:\n%s", out.String())
-	}
-	if err := run(context.Background(), []string{"--url=" + url}, func(string) string { return "" }, io.Discard); err == nil {
-		t.Error("no secret must be an error")
 	}
 }

@@ -1,5 +1,5 @@
 // Package task is the format of the Asynq task the receiver enqueues and the worker consumes
-// (DESIGN.md §4). Both sides use these names; nothing else spells them.
+// (docs/design.md). Both sides use these names; nothing else spells them.
 package task
 
 import "strings"

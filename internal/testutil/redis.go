@@ -61,26 +61,47 @@ func StartRedisReplica(t testing.TB, primary *Redis) *Redis {
 // NewRedis starts a redis-server (for TestMain or benchmarks); call Close when done.
 func NewRedis() (*Redis, error) { return newRedis(0) }
 
-func newRedis(replicaOf int) (*Redis, error) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		return nil, fmt.Errorf("redis-server not found: run 'make redis' (or 'make test', which installs it): %w", err)
+// NewRedisOn starts a redis-server on port (0: a free one) with its log in dir, which Close
+// removes (the sandbox's Redis); call Close when done.
+func NewRedisOn(port int, dir string) (*Redis, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
 	}
+	return startRedis(port, dir, 0)
+}
+
+func newRedis(replicaOf int) (*Redis, error) {
 	dir, err := os.MkdirTemp("", "rwh-redis-")
 	if err != nil {
 		return nil, err
 	}
+	r, err := startRedis(0, dir, replicaOf)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+	}
+	return r, err
+}
+
+// startRedis starts a server on port, or on a free port when it is 0: a free port can be
+// taken between probing and binding, so then it tries another.
+func startRedis(port int, dir string, replicaOf int) (*Redis, error) {
 	var lastErr error
-	for range 5 { // a free port can be taken between probing and binding; try another
-		port, err := FreePort()
-		if err != nil {
-			return nil, err
+	for range 5 {
+		p := port
+		if p == 0 {
+			var err error
+			if p, err = FreePort(); err != nil {
+				return nil, err
+			}
 		}
-		r := &Redis{Port: port, dir: dir, replicaOf: replicaOf}
+		r := &Redis{Port: p, dir: dir, replicaOf: replicaOf}
 		if lastErr = r.Start(); lastErr == nil {
 			return r, nil
 		}
+		if port != 0 {
+			break
+		}
 	}
-	_ = os.RemoveAll(dir)
 	return nil, lastErr
 }
 
@@ -93,7 +114,11 @@ func (r *Redis) Start() error {
 	if r.replicaOf != 0 {
 		args = append(args, "--replicaof", "127.0.0.1", strconv.Itoa(r.replicaOf))
 	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return fmt.Errorf("redis-server not found: run 'make redis' (or 'make test', which installs it): %w", err)
+	}
 	r.cmd = exec.Command("redis-server", args...)
+	r.cmd.SysProcAttr = ChildProcAttr() // never outlives a test or sandbox killed hard
 	logf, err := os.Create(filepath.Join(r.dir, "redis.log"))
 	if err != nil {
 		return err

@@ -31,6 +31,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -95,6 +96,10 @@ type Config struct {
 	Capacity corev1.ResourceList
 	// MaxGracePeriod caps a pod's termination grace period; default 10s.
 	MaxGracePeriod time.Duration
+	// PodOutput, when set, also receives every container's output line by line, each line
+	// prefixed "[namespace/pod/container] " (one stream of everything, e.g. the sandbox's
+	// pods.log); kubectl logs reads the per-container files either way.
+	PodOutput io.Writer
 	// Log receives the agent's logs; nil discards them.
 	Log *slog.Logger
 }
@@ -124,6 +129,7 @@ type Agent struct {
 
 	mu      sync.Mutex
 	workers map[types.NamespacedName]*podWorker
+	outMu   sync.Mutex // serialises the lines written to cfg.PodOutput
 
 	kubeletAddr string
 	ingressAddr string
@@ -319,6 +325,19 @@ func (a *Agent) worker(namespace, name string) *podWorker {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.workers[types.NamespacedName{Namespace: namespace, Name: name}]
+}
+
+// echo returns what copies one container's output lines to Config.PodOutput; nil without it.
+func (a *Agent) echo(pod types.NamespacedName, container string) func(line []byte) {
+	if a.cfg.PodOutput == nil {
+		return nil
+	}
+	prefix := "[" + pod.String() + "/" + container + "] "
+	return func(line []byte) {
+		a.outMu.Lock()
+		defer a.outMu.Unlock()
+		_, _ = fmt.Fprintf(a.cfg.PodOutput, "%s%s\n", prefix, line)
+	}
 }
 
 // podsIn lists this node's pods in obj's namespace.

@@ -98,6 +98,7 @@ type env struct {
 	kubectl    string
 	kubeconfig string
 	agent      *nodeagent.Agent
+	podOutput  *testutil.LogBuffer // every container's output, line-prefixed
 }
 
 func TestAgentRunsDeploymentsWithRealControllers(t *testing.T) {
@@ -116,7 +117,7 @@ func TestAgentRunsDeploymentsWithRealControllers(t *testing.T) {
 		t.Fatalf("building podapp: %v\n%s", err, out)
 	}
 
-	logs := &testutil.LogBuffer{}
+	logs, podOutput := &testutil.LogBuffer{}, &testutil.LogBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	t.Cleanup(func() {
 		if t.Failed() || os.Getenv("NODEAGENT_DEBUG") != "" {
@@ -142,13 +143,14 @@ func TestAgentRunsDeploymentsWithRealControllers(t *testing.T) {
 		IngressAddr:    "127.0.0.1:0",
 		MaxGracePeriod: 5 * time.Second,
 		Log:            log,
+		PodOutput:      podOutput,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(agent.Stop) // runs before c.Stop
 	t.Logf("control plane, controllers and agent up in %s", time.Since(began).Round(time.Millisecond))
-	e := &env{t: t, ctx: ctx, kubectl: kubectlBin, kubeconfig: c.Kubeconfig, agent: agent}
+	e := &env{t: t, ctx: ctx, kubectl: kubectlBin, kubeconfig: c.Kubeconfig, agent: agent, podOutput: podOutput}
 
 	testutil.Eventually(t, 30*time.Second, "node Ready in kubectl get nodes", func() error {
 		return row(e.run("get", "nodes", "--no-headers"), agent.NodeName(), "Ready")
@@ -254,6 +256,10 @@ func TestAgentRunsDeploymentsWithRealControllers(t *testing.T) {
 			t.Errorf("--timestamps returned %q", ts)
 		}
 		e.followLogs(pod)
+		// The same lines, prefixed with pod and container, in the one stream of all output.
+		if err := contains(e.podOutput.String(), "[default/"+pod.Name+"/app] podapp: this line goes to stderr"); err != nil {
+			t.Error(err)
+		}
 	})
 
 	t.Run("secret volume update is swapped in atomically", func(t *testing.T) {

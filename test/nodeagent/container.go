@@ -167,6 +167,7 @@ func (w *podWorker) runProcess(c *container, cmd *exec.Cmd) *corev1.ContainerSta
 	w.mu.Unlock()
 	lg, err := openContainerLog(filepath.Join(w.dir, "logs", c.spec.Name), instance)
 	if err == nil {
+		lg.echo = w.a.echo(w.key, c.spec.Name)
 		cmd.Stdout, cmd.Stderr = lg.stream("stdout"), lg.stream("stderr")
 		// Wait returns at most a second after the process exits, even if a child of it
 		// still holds its output (the whole group is killed then).
@@ -340,14 +341,12 @@ var probeClient = &http.Client{
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
-// probe runs one httpGet or tcpSocket probe against the pod (its loopback twin). exec and gRPC probes are not
-// supported by the agent and pass (the operator renders HTTP probes only).
+// probe runs one httpGet probe against the pod (its loopback twin). The operator renders HTTP
+// probes only: exec, tcpSocket and gRPC probes are not run and count as passing.
 func (w *podWorker) probe(ctx context.Context, c *container, p *corev1.Probe) error {
 	ctx, cancel := context.WithTimeout(ctx, probeSeconds(p.TimeoutSeconds, time.Second))
 	defer cancel()
-	switch {
-	case p.HTTPGet != nil:
-		g := p.HTTPGet
+	if g := p.HTTPGet; g != nil {
 		port, err := containerPort(c.spec, g.Port)
 		if err != nil {
 			return err
@@ -372,16 +371,6 @@ func (w *podWorker) probe(ctx context.Context, c *container, p *corev1.Probe) er
 			return fmt.Errorf("HTTP probe failed with statuscode: %d", resp.StatusCode)
 		}
 		return nil
-	case p.TCPSocket != nil:
-		port, err := containerPort(c.spec, p.TCPSocket.Port)
-		if err != nil {
-			return err
-		}
-		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(cmp.Or(p.TCPSocket.Host, w.lo.String()), port))
-		if err != nil {
-			return err
-		}
-		return conn.Close()
 	}
 	return nil
 }

@@ -83,52 +83,33 @@ func bounded(s string) string {
 	return s
 }
 
-// matchIngress picks the backend for a request as ingress controllers do: the most specific
-// host (exact, then a one-label wildcard, then rules without host) wins, then an Exact path
-// over the longest element-wise Prefix (ImplementationSpecific counts as Prefix); an
-// Ingress's defaultBackend serves what no rule matches. Ties go to the first.
+// matchIngress picks the backend for a request among the shapes the operator renders (rules
+// with an exact host or none, Prefix paths): a rule for the request's host beats one without
+// host, then the longest element-wise prefix wins (every path type counts as Prefix). Ties go
+// to the first. Wildcard hosts and default backends are not served.
 func matchIngress(ings []networkingv1.Ingress, hostHeader, path string) (string, networkingv1.IngressServiceBackend, bool) {
 	host := strings.ToLower(hostHeader)
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
 	path = "/" + strings.TrimPrefix(path, "/")
-	type candidate struct {
-		ns      string
-		backend networkingv1.IngressServiceBackend
-		score   [3]int // host specificity, exact path, prefix length
-	}
-	var best *candidate
-	consider := func(c candidate) {
-		if best == nil || c.score[0] > best.score[0] ||
-			c.score[0] == best.score[0] && (c.score[1] > best.score[1] || c.score[1] == best.score[1] && c.score[2] > best.score[2]) {
-			best = &c
-		}
-	}
+	var ns string
+	var best *networkingv1.IngressServiceBackend
+	bestHost, bestLen := false, -1
 	for _, ing := range ings {
 		if ing.DeletionTimestamp != nil {
 			continue
 		}
-		if b := ing.Spec.DefaultBackend; b != nil && b.Service != nil {
-			consider(candidate{ing.Namespace, *b.Service, [3]int{1, 0, 0}})
-		}
 		for _, rule := range ing.Spec.Rules {
-			hs := hostScore(strings.ToLower(rule.Host), host)
-			if hs == 0 || rule.HTTP == nil {
+			exactHost := rule.Host != ""
+			if rule.HTTP == nil || exactHost && strings.ToLower(rule.Host) != host || bestHost && !exactHost {
 				continue
 			}
 			for _, p := range rule.HTTP.Paths {
-				if p.Backend.Service == nil {
-					continue
-				}
-				rp := "/" + strings.TrimPrefix(p.Path, "/")
-				exact := p.PathType != nil && *p.PathType == networkingv1.PathTypeExact
-				prefix := strings.TrimSuffix(rp, "/")
-				switch {
-				case exact && path == rp:
-					consider(candidate{ing.Namespace, *p.Backend.Service, [3]int{hs, 1, len(rp)}})
-				case !exact && (prefix == "" || path == prefix || strings.HasPrefix(path, prefix+"/")):
-					consider(candidate{ing.Namespace, *p.Backend.Service, [3]int{hs, 0, len(prefix)}})
+				prefix := strings.TrimSuffix("/"+strings.TrimPrefix(p.Path, "/"), "/")
+				matches := prefix == "" || path == prefix || strings.HasPrefix(path, prefix+"/")
+				if p.Backend.Service != nil && matches && (exactHost && !bestHost || len(prefix) > bestLen) {
+					ns, best, bestHost, bestLen = ing.Namespace, p.Backend.Service, exactHost, len(prefix)
 				}
 			}
 		}
@@ -136,23 +117,7 @@ func matchIngress(ings []networkingv1.Ingress, hostHeader, path string) (string,
 	if best == nil {
 		return "", networkingv1.IngressServiceBackend{}, false
 	}
-	return best.ns, best.backend, true
-}
-
-// hostScore rates how a rule's host matches: 0 no, 2 any host, 3 wildcard, 4 exact.
-func hostScore(ruleHost, host string) int {
-	switch {
-	case ruleHost == "":
-		return 2
-	case ruleHost == host:
-		return 4
-	case strings.HasPrefix(ruleHost, "*."):
-		label, rest, ok := strings.Cut(host, ".")
-		if ok && label != "" && rest == ruleHost[2:] {
-			return 3
-		}
-	}
-	return 0
+	return ns, *best, true
 }
 
 // readyEndpoints resolves an Ingress backend through the Service and its EndpointSlices to

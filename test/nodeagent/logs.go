@@ -34,7 +34,8 @@ const (
 type containerLog struct {
 	path     string
 	instance int32
-	done     chan struct{} // closed when the process's output has ended
+	done     chan struct{}     // closed when the process's output has ended
+	echo     func(line []byte) // also gets each record's text, if set
 
 	mu      sync.Mutex
 	f       *os.File
@@ -93,6 +94,9 @@ func (s *logStream) Write(p []byte) (int, error) {
 }
 
 func (l *containerLog) write(stream, tag string, text []byte) {
+	if l.echo != nil {
+		l.echo(text)
+	}
 	rec := make([]byte, 0, len(text)+48)
 	rec = time.Now().UTC().AppendFormat(rec, time.RFC3339Nano)
 	rec = fmt.Appendf(rec, " %s %s %s\n", stream, tag, text)

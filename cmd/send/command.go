@@ -1,4 +1,6 @@
-package sender
+// Package send is the "send" subcommand: signed sample Resend events posted to a receiver or
+// Ingress, with a summary of the status codes (package sender does the work).
+package send
 
 import (
 	"context"
@@ -11,6 +13,8 @@ import (
 	"time"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendapi"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/sender"
 )
 
 const summary = "Send signed sample Resend events to a receiver (testing)"
@@ -25,7 +29,7 @@ Without --file it posts sample events of every Resend event type (or of --type),
 the svix library exactly as Resend does, and prints how many got which status code.
 Example: resend-webhook-operator send --url=http://127.0.0.1:8080/ --secret=whsec_... --count=100`, stdout)
 	var (
-		o          Options
+		o          sender.Options
 		secretFile string
 		file       string
 		types      cli.StringList
@@ -66,7 +70,7 @@ Example: resend-webhook-operator send --url=http://127.0.0.1:8080/ --secret=whse
 		}
 	}
 	o.Types = types
-	s, err := Send(ctx, o)
+	s, err := sender.Send(ctx, o)
 	if s != nil {
 		s.Print(stdout)
 	}
@@ -79,4 +83,4 @@ Example: resend-webhook-operator send --url=http://127.0.0.1:8080/ --secret=whse
 	return nil
 }
 
-func isKnownType(t string) bool { return slices.Contains(EventTypes, t) }
+func isKnownType(t string) bool { return slices.Contains(resendapi.EventTypes, t) }

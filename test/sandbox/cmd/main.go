@@ -1,7 +1,8 @@
-// Command dev is `make dev`: a local kube-apiserver + etcd, Redis, a Resend simulator, the
-// operator's manager, the local pod runner with its Ingress proxy, and an echo sink — then it
-// applies the sample ResendWebhook (which the operator registers with the simulator), waits
-// until it is Ready and prints how to make "Resend" send events. Ctrl-C stops everything.
+// Command sandbox (bin/sandbox) is `make dev`: a local control plane with Kubernetes' own
+// controllers, a node agent that runs the operator's pods and serves the Ingress, Redis, a
+// Resend simulator, the operator's manager and an echo sink (package sandbox) — then it applies
+// the sample ResendWebhook (which the operator registers with the simulator), waits until it is
+// Ready and prints how to make "Resend" send events. Ctrl-C stops everything.
 package main
 
 import (
@@ -16,11 +17,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,8 +28,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
-	"github.com/resend-webhook-operator/resend-webhook-operator/hack/dev/sandbox"
+	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
+	"github.com/resend-webhook-operator/resend-webhook-operator/test/sandbox"
 )
 
 const (
@@ -39,20 +40,15 @@ const (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "make dev:", err)
-		os.Exit(1)
-	}
+	cli.Main(func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout) })
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	root := testutil.RepoRoot()
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	dir := fs.String("dir", filepath.Join(root, ".dev"), "run directory (kubeconfig, logs, pod files); recreated on start")
-	binary := fs.String("binary", filepath.Join(root, "bin", "resend-webhook-operator"), "operator binary the pod runner runs")
-	sample := fs.String("sample", filepath.Join(root, "hack", "dev", "sample.yaml"), "manifest applied at start (empty = none)")
+	binary := fs.String("binary", filepath.Join(root, "bin", "resend-webhook-operator"), "operator binary the node agent runs for the image "+sandbox.Image)
+	sample := fs.String("sample", filepath.Join(root, "test", "sandbox", "sample.yaml"), "manifest applied at start (empty = none)")
 	redisPort := fs.Int("redis-port", 6379, "Redis port (a free one when taken)")
 	ingressAddr := fs.String("ingress-addr", "127.0.0.1:8080", "where Ingresses are served (a free port when taken)")
 	sinkAddr := fs.String("sink-addr", "127.0.0.1:8090", "echo sink address (a free port when taken)")
@@ -66,7 +62,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%s is missing: run 'make build' (make dev does) — %w", *binary, err)
 	}
 	// A fresh directory each run: old pod directories and a stale kubeconfig only confuse.
-	for _, sub := range []string{"pods", "redis", "kubeconfig", "sample.yaml"} {
+	for _, sub := range []string{"pods", "redis", "pki", "kubeconfig", "sample.yaml"} {
 		_ = os.RemoveAll(filepath.Join(*dir, sub))
 	}
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
@@ -93,7 +89,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	manifest := smp.manifest
-	say("starting kube-apiserver + etcd, redis-server, the Resend simulator, the manager, the pod runner and the echo sink (logs: %s)", logFile.Name())
+	say("starting kube-apiserver + etcd, kube-controller-manager, kube-scheduler, the node agent, redis-server, the Resend simulator, the manager and the echo sink (logs: %s)", logFile.Name())
 	started := time.Now()
 	sb, err := sandbox.Start(ctx, sandbox.Options{
 		Dir:             *dir,
@@ -160,8 +156,7 @@ func readSample(path string) (sampleManifest, error) {
 		return sampleManifest{}, err
 	}
 	secrets := map[string]map[string]string{}
-	var sinkRef *v1alpha1.SecretKeyRef
-	var keyRefs []v1alpha1.APIKeySecretRef
+	var refs []render.SecretRef
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
 	for {
 		var doc struct {
@@ -181,21 +176,17 @@ func readSample(path string) (sampleManifest, error) {
 		case "Secret":
 			secrets[doc.Metadata.Name] = doc.StringData
 		case "ResendWebhook":
-			if w := doc.Spec.Worker; w != nil && w.Sink != nil && w.Sink.SigningSecretRef != nil {
-				sinkRef = w.Sink.SigningSecretRef
-			}
-			if r := doc.Spec.Resend; r != nil {
-				keyRefs = append(keyRefs, r.APIKeySecretRef)
-			}
+			refs = append(refs, render.SecretRefs(&v1alpha1.ResendWebhook{Spec: doc.Spec})...)
 		}
 	}
 	out := sampleManifest{manifest: b}
-	if sinkRef != nil {
-		out.sinkSecret = secrets[sinkRef.Name][sinkRef.Key]
-	}
-	for _, ref := range keyRefs {
-		if k := secrets[ref.Name][cmp.Or(ref.Key, v1alpha1.DefaultAPIKeyKey)]; k != "" {
-			out.apiKeys = append(out.apiKeys, k)
+	for _, ref := range refs {
+		v := secrets[ref.Name][ref.Keys[0]]
+		switch {
+		case ref.Role == render.SecretSink:
+			out.sinkSecret = v
+		case ref.Role == render.SecretResendAPIKey && v != "":
+			out.apiKeys = append(out.apiKeys, v)
 		}
 	}
 	return out, nil
@@ -249,7 +240,7 @@ func printUsage(ctx context.Context, w io.Writer, sb *sandbox.Sandbox, sample, r
 		if in := rw.Spec.Ingress; in != nil {
 			path, host = cmp.Or(in.Path, "/"), in.Host
 		}
-		url := "http://" + sb.Runner.IngressAddr() + path
+		url := "http://" + sb.IngressAddr() + path
 		hostFlag := ""
 		if host != "" {
 			hostFlag = " --host=" + host
@@ -274,11 +265,20 @@ func printUsage(ctx context.Context, w io.Writer, sb *sandbox.Sandbox, sample, r
 		fmt.Fprintf(w, "  send events     %s\n", direct)
 		fmt.Fprintf(w, "                  (add --count=100 --duplicates=10 --forged=5, or --file=event.json)\n")
 	}
-	fmt.Fprintf(w, "  kubectl         KUBECONFIG=%s %s get rwh\n", rel(sb.Kubeconfig), assetsRel)
+	fmt.Fprintf(w, "  kubectl         export KUBECONFIG=%s; K=%s\n", rel(sb.Kubeconfig), assetsRel)
+	fmt.Fprintf(w, "                  $K get rwh,deploy,pods; $K logs deploy/%s-receiver; $K delete pod …; $K scale …\n", firstName(list.Items))
 	fmt.Fprintf(w, "  redis           %s\n", sb.RedisURL)
 	fmt.Fprintf(w, "  echo sink       %s (its log lines follow)\n", sb.SinkURL)
-	fmt.Fprintf(w, "  pod logs        %s, one file per container under %s\n\n", rel(filepath.Join(filepath.Dir(sb.Kubeconfig), "pods.log")), rel(filepath.Join(filepath.Dir(sb.Kubeconfig), "pods")))
+	fmt.Fprintf(w, "  pod logs        $K logs <pod>, or every pod's output in %s\n\n", rel(filepath.Join(filepath.Dir(sb.Kubeconfig), "pods.log")))
 	return nil
+}
+
+// firstName is the name of the first webhook, for the example commands.
+func firstName(items []v1alpha1.ResendWebhook) string {
+	if len(items) == 0 {
+		return "<webhook>"
+	}
+	return items[0].Name
 }
 
 func mustAssets() string {

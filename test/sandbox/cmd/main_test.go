@@ -11,7 +11,7 @@ import (
 // The sample must keep the default URLs writeSample replaces, name its sink secret and its
 // Resend API key, and leave the signing secret to the operator.
 func TestSample(t *testing.T) {
-	path := filepath.Join(testutil.RepoRoot(), "hack", "dev", "sample.yaml")
+	path := filepath.Join(testutil.RepoRoot(), "test", "sandbox", "sample.yaml")
 	smp, err := readSample(path)
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,8 @@
-// Package deadletter is the "dlq" subcommand: list, replay and delete the dead letters of a
+// Package dlq is the "dlq" subcommand: list, replay and delete the dead letters of a
 // queue, kept in the dead-letter store (package queuestore). Every action first absorbs what
 // Asynq archived and no worker has absorbed yet. Replaying is deliberately a manual act: a
 // receiver never re-enqueues a dead-lettered svix-id by itself.
-package deadletter
+package dlq
 
 import (
 	"context"

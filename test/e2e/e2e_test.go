@@ -1,34 +1,42 @@
-// Package e2e is the end-to-end test: the operator's manager, a real apiserver, Redis, the
-// local pod runner (which runs the receiver and worker pods the controller renders as local
-// processes of the real binary), an echo sink and the Resend simulator the operator registers
-// the endpoint with, driven the way a user drives them — with kubectl — and with events that
+// Package e2e is the end-to-end test: the operator's manager on a real control plane with
+// Kubernetes' own controllers (Deployments, ReplicaSets, garbage collection, EndpointSlices), a
+// node agent that runs the receiver and worker pods as local processes of the real binary and
+// serves the Ingress, Redis, an echo sink and the Resend simulator the operator registers the
+// endpoint with, driven the way a user drives them — with kubectl — and with events that
 // "Resend" signs and delivers through the Ingress.
 package e2e
 
 import (
 	"context"
 	"encoding/base64"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	corev1 "k8s.io/api/core/v1"
 
-	"github.com/resend-webhook-operator/resend-webhook-operator/hack/dev/sandbox"
+	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendapi"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendsim"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/sender"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/signing"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
+	"github.com/resend-webhook-operator/resend-webhook-operator/test/nodeagent"
+	"github.com/resend-webhook-operator/resend-webhook-operator/test/sandbox"
+	"github.com/resend-webhook-operator/resend-webhook-operator/test/sink"
 )
 
 const (
@@ -38,7 +46,7 @@ const (
 	path      = "/resend"
 )
 
-// binary builds the operator binary the runner runs for pods (fresh, from this checkout).
+// binary builds the operator binary the node agent runs for pods (fresh, from this checkout).
 func binary(t *testing.T) string {
 	t.Helper()
 	if b := os.Getenv("RWH_E2E_BINARY"); b != "" {
@@ -82,7 +90,7 @@ func TestEndToEnd(t *testing.T) {
 		_ = logFile.Close()
 		_ = podOut.Close()
 	})
-	sinkSecret := sender.RandomSecret()
+	sinkSecret := signing.NewSecret()
 	sb, err := sandbox.Start(ctx, sandbox.Options{
 		Dir:           dir,
 		Binary:        bin,
@@ -108,10 +116,10 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	t.Cleanup(stop)
-	t.Logf("sandbox up in %s (ingress %s, redis %s, sink %s)", time.Since(began).Round(time.Millisecond), sb.Runner.IngressAddr(), sb.RedisURL, sb.SinkURL)
+	t.Logf("sandbox up in %s (ingress %s, redis %s, sink %s)", time.Since(began).Round(time.Millisecond), sb.IngressAddr(), sb.RedisURL, sb.SinkURL)
 
 	k := &kubectl{t: t, bin: kubectlBin, kubeconfig: sb.Kubeconfig}
-	url := "http://" + sb.Runner.IngressAddr() + path
+	url := "http://" + sb.IngressAddr() + path
 	sim := sb.Resend
 	client := &http.Client{Timeout: 10 * time.Second}
 	step := func(name string, f func()) {
@@ -131,7 +139,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		k.run("apply", "-f", f)
 		if _, err := k.try("wait", "--for=condition=Ready", "rwh/"+name, "-n", namespace, "--timeout=120s"); err != nil {
-			t.Fatalf("ResendWebhook did not become Ready: %v\n%s\npods: %+v", err, k.run("get", "rwh,deploy,ingress", "-n", namespace, "-o", "wide"), sb.Runner.Pods())
+			t.Fatalf("ResendWebhook did not become Ready: %v\n%s", err, k.run("get", "rwh,deploy,pods,ingress", "-n", namespace, "-o", "wide"))
 		}
 		statusURL := k.run("get", "rwh", name, "-n", namespace, "-o", "jsonpath={.status.url}")
 		if !strings.Contains(statusURL, host) {
@@ -150,11 +158,38 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	step("2 kubectl get pods, kubectl logs", func() {
+		// Kubernetes' own controllers made the pods; the node agent runs them and reports
+		// Running and Ready as a kubelet does.
+		table := k.run("get", "pods", "-n", namespace, "--no-headers")
+		receivers, workers := 0, 0
+		for line := range strings.Lines(table) {
+			f := strings.Fields(line)
+			if len(f) < 3 || f[1] != "1/1" || f[2] != "Running" {
+				t.Errorf("pod not Running and Ready: %q", line)
+				continue
+			}
+			switch {
+			case strings.HasPrefix(f[0], name+"-receiver-"):
+				receivers++
+			case strings.HasPrefix(f[0], name+"-worker-"):
+				workers++
+			}
+		}
+		if receivers != 2 || workers != 1 {
+			t.Errorf("kubectl get pods shows %d receivers and %d workers Running and Ready, want 2 and 1:\n%s", receivers, workers, table)
+		}
+		receiver := podsOf(t, k, "receiver")[0]
+		if out := k.run("logs", "-n", namespace, receiver.Name); !strings.Contains(out, `"msg":"signing secrets loaded"`) {
+			t.Errorf("kubectl logs %s lacks the receiver's start-up lines:\n%s", receiver.Name, out)
+		}
+	})
+
 	var distinct []string
-	step("2 1000+100 via Resend, 20 forged", func() {
+	step("3 1000+100 via Resend, 20 forged", func() {
 		before := sim.Stats()
 		for i := range 1000 {
-			id, n, err := sim.Send("", sender.SampleEvent(sender.EventTypes[i%len(sender.EventTypes)], i, time.Now()))
+			id, n, err := sim.Send("", sender.SampleEvent(resendapi.EventTypes[i%len(resendapi.EventTypes)], i, time.Now()))
 			if err != nil || n != 1 {
 				t.Fatalf("Resend did not send event %d: %v (%d webhooks)", i, err, n)
 			}
@@ -172,7 +207,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("Resend's attempts: %d, answered 200: %d; want 1100 each (no retry needed)", st.Attempts-before.Attempts, got)
 		}
 		// An attacker does not go through Resend: 20 forged events straight to the Ingress.
-		s, err := sender.Send(ctx, sender.Options{URL: url, Host: host, Secret: sender.RandomSecret(), WrongSecret: true, Count: 20, Concurrency: 4, Client: client})
+		s, err := sender.Send(ctx, sender.Options{URL: url, Host: host, Secret: signing.NewSecret(), WrongSecret: true, Count: 20, Concurrency: 4, Client: client})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -205,9 +240,40 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
-	step("3 rotate with traffic flowing", func() {
+	step("4 receiver pod deleted mid-traffic", func() {
+		before, beforeSink := sim.Stats(), sb.Sink.Received()
+		victim := podsOf(t, k, "receiver")[0]
+		traffic := sim.Stream("", "email.opened", 10*time.Millisecond) // 100 events/s
+		defer traffic.Stop()
+		eventually(t, 10*time.Second, func() error { return atLeast(traffic.Sent(), 50) })
+		// The receiver drains (503 while the endpoint goes, then in-flight requests finish);
+		// the ReplicaSet controller starts a replacement.
+		k.run("delete", "pod", "-n", namespace, victim.Name, "--wait=true", "--timeout=60s")
+		eventually(t, 60*time.Second, func() error {
+			pods := podsOf(t, k, "receiver")
+			if len(pods) != 2 || slices.ContainsFunc(pods, func(p corev1.Pod) bool { return p.Name == victim.Name || !podReady(p) }) {
+				return fmt.Errorf("receivers %v, want 2 ready without %s", podNames(pods), victim.Name)
+			}
+			return nil
+		})
+		after := traffic.Sent()
+		eventually(t, 30*time.Second, func() error { return atLeast(traffic.Sent()-after, 100) })
+		sent := int(traffic.Stop())
+		// Nothing acknowledged is lost: every event "Resend" sent was answered 2xx in the end
+		// (retries allowed) and reached the sink exactly once.
+		eventually(t, 90*time.Second, func() error { return delivered(sim, before, sent) })
+		if st := sim.Stats(); st.Dropped != before.Dropped {
+			t.Errorf("Resend gave up on %d events", st.Dropped-before.Dropped)
+		}
+		eventually(t, 60*time.Second, func() error { return receivedOnce(sb.Sink, beforeSink, sent) })
+		st := sim.Stats()
+		t.Logf("pod %s deleted under traffic: %d events, %d attempts (answers %v), all delivered once",
+			victim.Name, sent, st.Attempts-before.Attempts, st.EndpointStatus)
+	})
+
+	step("5 rotate with traffic flowing", func() {
 		old := secretValue(t, k, "signing-secret")
-		before := sim.Stats()
+		before, beforeSink := sim.Stats(), sb.Sink.Received()
 		traffic := sim.Stream("", "email.delivered", 10*time.Millisecond) // 100 events/s for the whole rotation
 		defer traffic.Stop()
 		start := time.Now()
@@ -238,6 +304,8 @@ func TestEndToEnd(t *testing.T) {
 		})
 		sent := traffic.Stop()
 		eventually(t, 60*time.Second, func() error { return delivered(sim, before, int(sent)) })
+		// Besides the stream, the two events posted straight to the Ingress with each secret.
+		eventually(t, 60*time.Second, func() error { return receivedOnce(sb.Sink, beforeSink, int(sent)+2) })
 		st := sim.Stats()
 		if n := st.EndpointStatus[401] - before.EndpointStatus[401]; n != 0 {
 			t.Errorf("%d deliveries got 401 during the rotation", n)
@@ -248,7 +316,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Logf("rotation under traffic: %d events, %d dual-signed, 0 rejected", sent, st.Signatures[2]-before.Signatures[2])
 	})
 
-	step("4 sink 500 → dead letters", func() {
+	step("6 sink 500 → dead letters", func() {
 		sb.Sink.SetStatus(http.StatusInternalServerError)
 		before := deadColumn(t, k)
 		stats := sim.Stats()
@@ -276,33 +344,27 @@ func TestEndToEnd(t *testing.T) {
 		sb.Sink.SetStatus(http.StatusOK)
 	})
 
-	step("5 delete → processes stop, webhook removed at Resend", func() {
-		var pids []int
-		for _, p := range sb.Runner.Pods() {
-			if p.Namespace == namespace {
-				pids = append(pids, p.PIDs...)
-			}
-		}
-		if len(pids) < 3 {
-			t.Fatalf("want at least 3 running processes (2 receivers, 1 worker) before delete, got %v", pids)
+	step("7 delete → garbage collection, processes stop, webhook removed at Resend", func() {
+		pods := podsOf(t, k, "")
+		if len(pods) != 3 {
+			t.Fatalf("want 3 pods (2 receivers, 1 worker) before delete, got %v", podNames(pods))
 		}
 		k.run("delete", "rwh", name, "-n", namespace, "--wait=true", "--timeout=60s")
-		eventually(t, 60*time.Second, func() error {
-			for _, p := range sb.Runner.Pods() {
-				if p.Namespace == namespace {
-					return fmt.Errorf("pod %s still known to the runner (terminating=%v)", p.Name, p.Terminating)
-				}
-			}
-			for _, pid := range pids {
-				if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-					return fmt.Errorf("process %d still exists", pid)
-				}
-			}
-			if out := k.run("get", "deploy,svc,ingress", "-n", namespace, "-o", "name"); strings.TrimSpace(out) != "" {
-				return fmt.Errorf("children left: %s", out)
+		// Kubernetes' garbage collector deletes the Deployments, their ReplicaSets and pods; the
+		// node agent stops the processes and the pods go.
+		eventually(t, 90*time.Second, func() error {
+			if out := k.run("get", "deploy,rs,pods,svc,ingress,pdb", "-n", namespace, "-o", "name"); strings.TrimSpace(out) != "" {
+				return fmt.Errorf("children left: %s", strings.Join(strings.Fields(out), " "))
 			}
 			return nil
 		})
+		for _, p := range pods {
+			addr := net.JoinHostPort(nodeagent.LoopbackIP(netip.MustParseAddr(p.Status.PodIP)).String(), strconv.Itoa(render.AdminPort))
+			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				_ = c.Close()
+				t.Errorf("pod %s's process still listens on %s", p.Name, addr)
+			}
+		}
 		if at := sim.Webhooks(""); len(at) != 0 {
 			t.Errorf("webhooks left at Resend after delete (deletionPolicy Delete): %+v", at)
 		}
@@ -373,10 +435,45 @@ spec:
         key: secret
 `
 
+// podsOf lists the webhook's pods of a component ("" = all) that are not being deleted.
+func podsOf(t *testing.T, k *kubectl, component string) []corev1.Pod {
+	t.Helper()
+	selector := render.LabelInstance + "=" + name
+	if component != "" {
+		selector += "," + render.LabelComponent + "=" + component
+	}
+	var list corev1.PodList
+	if err := json.Unmarshal([]byte(k.run("get", "pods", "-n", namespace, "-l", selector, "-o", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	return slices.DeleteFunc(list.Items, func(p corev1.Pod) bool { return p.DeletionTimestamp != nil })
+}
+
+func podReady(p corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodRunning && slices.ContainsFunc(p.Status.Conditions, func(c corev1.PodCondition) bool {
+		return c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue
+	})
+}
+
+func podNames(pods []corev1.Pod) []string {
+	names := make([]string, len(pods))
+	for i, p := range pods {
+		names[i] = p.Name
+	}
+	return names
+}
+
+func atLeast(n, want int64) error {
+	if n < want {
+		return fmt.Errorf("%d of %d", n, want)
+	}
+	return nil
+}
+
 // post sends one fresh signed event and checks the status code.
 func post(ctx context.Context, c *http.Client, url, secret string, want int) error {
 	body := sender.SampleEvent("email.delivered", 0, time.Now())
-	got, err := sender.Post(ctx, c, url, host, secret, sender.NewID(), body)
+	got, err := sender.Post(ctx, c, url, host, secret, signing.NewMessageID(), body)
 	if err != nil {
 		return err
 	}
@@ -391,6 +488,24 @@ func delivered(sim *resendsim.Server, before resendsim.Stats, n int) error {
 	st := sim.Stats()
 	if got := st.Delivered - before.Delivered; got != n {
 		return fmt.Errorf("delivered %d of %d (dropped %d, endpoint answers %v)", got, n, st.Dropped-before.Dropped, st.EndpointStatus)
+	}
+	return nil
+}
+
+// receivedOnce checks that the sink received n more events than in before, each exactly once.
+func receivedOnce(sk *sink.Sink, before map[string]int, n int) error {
+	fresh := 0
+	for id, count := range sk.Received() {
+		if before[id] > 0 {
+			continue
+		}
+		if count != 1 {
+			return fmt.Errorf("sink received %s %d times, want once", id, count)
+		}
+		fresh++
+	}
+	if fresh != n {
+		return fmt.Errorf("sink received %d of %d new events", fresh, n)
 	}
 	return nil
 }
