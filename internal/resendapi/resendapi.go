@@ -23,7 +23,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/resend/resend-go/v3"
-	"golang.org/x/time/rate"
 )
 
 // DefaultBaseURL is Resend's public API.
@@ -38,9 +37,9 @@ const (
 // Defaults of Options.
 const (
 	// DefaultInterval between two requests of one key: Resend allows about 2 requests/s per
-	// key; staying a little below keeps network jitter from putting three requests into one
-	// second at Resend's end.
-	DefaultInterval = 550 * time.Millisecond
+	// key; staying below (1.67/s) keeps scheduling and network jitter from putting three
+	// requests into one second at Resend's end.
+	DefaultInterval = 600 * time.Millisecond
 	// DefaultMaxWait is the longest a call queues for its key's limiter; beyond it the call
 	// returns a rate-limit *Error at once, so a reconcile requeues instead of holding a worker.
 	DefaultMaxWait = 2 * time.Second
@@ -85,7 +84,8 @@ type API struct {
 
 // keyState is the shared budget of one API key.
 type keyState struct {
-	limiter      *rate.Limiter
+	nextSlot     time.Time // the earliest time the next queued call may go
+	lastSent     time.Time // when the last call of this key actually went
 	blockedUntil time.Time // after a 429: no request of this key before
 	lastUsed     time.Time
 }
@@ -155,7 +155,7 @@ func (a *API) stateOf(apiKey string) *keyState {
 	}
 	s := a.keys[id]
 	if s == nil {
-		s = &keyState{limiter: rate.NewLimiter(rate.Every(a.interval), 1)}
+		s = &keyState{}
 		a.keys[id] = s
 	}
 	s.lastUsed = now
@@ -164,7 +164,8 @@ func (a *API) stateOf(apiKey string) *keyState {
 
 // reserve waits for the key's turn, or returns a rate-limit *Error saying how long to wait when
 // that is longer than maxWait or Resend asked this key to hold off (also while this call was
-// waiting for its turn).
+// waiting for its turn). Turns are spaced from when calls actually go, not from when they were
+// queued, so a call that woke late cannot bunch up with the next one.
 func (a *API) reserve(ctx context.Context, s *keyState, op string) error {
 	a.mu.Lock()
 	now := time.Now()
@@ -172,27 +173,41 @@ func (a *API) reserve(ctx context.Context, s *keyState, op string) error {
 		a.mu.Unlock()
 		return err
 	}
-	r := s.limiter.ReserveN(now, 1)
-	delay := r.DelayFrom(now)
+	slot := now
+	for _, t := range []time.Time{s.nextSlot, s.lastSent.Add(a.interval)} {
+		if t.After(slot) {
+			slot = t
+		}
+	}
+	delay := slot.Sub(now)
 	if delay > a.maxWait {
-		r.CancelAt(now)
 		a.mu.Unlock()
 		return &Error{Op: op, StatusCode: http.StatusTooManyRequests, Message: "this API key's request budget is used up for now", RetryAfter: delay}
 	}
+	s.nextSlot = slot.Add(a.interval)
 	a.mu.Unlock()
-	if delay <= 0 {
-		return nil
-	}
-	t := time.NewTimer(delay)
-	defer t.Stop()
-	select {
-	case <-t.C:
+	for {
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return &Error{Op: op, Message: ctx.Err().Error()}
+			}
+		}
 		a.mu.Lock()
-		defer a.mu.Unlock()
-		return a.heldOff(s, op, time.Now())
-	case <-ctx.Done():
-		r.Cancel()
-		return &Error{Op: op, Message: ctx.Err().Error()}
+		now := time.Now()
+		if err := a.heldOff(s, op, now); err != nil {
+			a.mu.Unlock()
+			return err
+		}
+		if delay = s.lastSent.Add(a.interval).Sub(now); delay <= 0 {
+			s.lastSent = now
+			a.mu.Unlock()
+			return nil
+		}
+		a.mu.Unlock()
 	}
 }
 
