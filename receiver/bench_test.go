@@ -10,17 +10,24 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
 	svix "github.com/svix/svix-webhooks/go"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
@@ -33,20 +40,30 @@ import (
 const (
 	benchQueue    = "bench"
 	benchPhase    = time.Second // per round; benchRounds rounds per concurrency and contender
-	benchRounds   = 3
+	benchRounds   = 5
 	benchMaxReqs  = 20_000 // per round: pre-signed requests available
 	benchRateTime = 5 * time.Second
 	benchPoolSize = 64 // the receiver's --redis-pool-size default
 )
 
-var benchConcurrency = []int{1, 8, 32, 64}
+var (
+	benchConcurrency = []int{1, 8, 32, 64}
+	benchRates       = []int{1000, 2000}
+	// benchProcessLoad is the concurrency of the phase that measures the receiver binary's
+	// throughput and peak RSS: the table's highest, and four times that.
+	benchProcessLoad = []int{64, 256}
+)
 
 // BenchmarkReceiver compares, in one process against one private redis-server:
 // (a) a bare asynq.Client.Enqueue loop with the receiver's task options and a 1 KB payload,
 // (b) the receiver (NewHandler with metrics and logging, admin.NewServer) over loopback HTTP,
+// wired as the command wires it, enqueue batching on (the default),
+// (b') the same with batching off (--enqueue-batching=false),
 // (c) a minimal handler (net/http + svix Verify + JSON type + Enqueue, nothing else),
-// at concurrency 1, 8, 32, 64; then (b)'s latency at fixed rates with vegeta.
-// Run with `make bench-receiver`; it prints a table and runs once whatever b.N is.
+// at concurrency 1, 8, 32, 64, in alternating rounds; ratios are taken within each round and
+// reported as median [min–max]. Then (b), (b') and (c) at fixed rates with vegeta, and finally
+// the receiver binary as a process of its own at high concurrency: throughput and peak RSS.
+// Run with `make bench-receiver`; it prints tables and runs once whatever b.N is.
 func BenchmarkReceiver(b *testing.B) {
 	if b.N > 1 {
 		b.Skip("runs once per process (use -benchtime 1x)")
@@ -62,77 +79,207 @@ func BenchmarkReceiver(b *testing.B) {
 	defer func() { _ = client.Close() }()
 
 	body := benchBody()
-	wh, err := svix.NewWebhook(vectorSecret)
+	// (b) as the command wires it: its own pool, batching on; (b') the same with batching off.
+	batched := redis.NewClient(&redis.Options{Addr: r.Addr(), PoolSize: benchPoolSize})
+	defer func() { _ = batched.Close() }()
+	batchedMetrics := NewMetrics(prometheus.NewRegistry(), "bench/hook")
+	enqueuer, err := NewEnqueuer(batched, EnqueuerOptions{Batch: true, Metrics: batchedMetrics})
 	if err != nil {
 		b.Fatal(err)
 	}
-	secrets := StaticSecrets{wh}
-	full, err := NewHandler(Options{
-		Client: client, Secrets: secrets, Queue: benchQueue, Webhook: "bench/hook",
-		Metrics: NewMetrics(prometheus.NewRegistry(), "bench/hook"),
-		// As the command wires it: the in-flight bound (default) and the probe's verdict per request.
-		RedisHealth: (&redisProbe{}).failure,
-		// The production default level: rejections are logged, accepted requests are not.
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
-	if err != nil {
-		b.Fatal(err)
+	contenders := []struct{ name, url string }{
+		{"(b) batched", benchReceiver(b, asynq.NewClientFromRedisClient(batched), enqueuer, batchedMetrics)},
+		{"(b') unbatched", benchReceiver(b, client, nil, NewMetrics(prometheus.NewRegistry(), "bench/hook"))},
+		{"(c) minimal", benchServe(b, minimalHandler(client, mustWebhook(b), benchQueue))},
 	}
-	fullURL := benchServe(b, full)
-	minURL := benchServe(b, minimalHandler(client, wh, benchQueue))
 
 	flush := func() {
 		if err := rdb.FlushAll(context.Background()).Err(); err != nil {
 			b.Fatal(err)
 		}
 	}
-	fmt.Printf("\nBenchmarkReceiver: GOMAXPROCS=%d, NumCPU=%d, redis-server on the same cores; %d alternating rounds of %s per contender and concurrency, 1 KB body, Redis pool %d\n",
+	fmt.Printf("\nBenchmarkReceiver: GOMAXPROCS=%d, NumCPU=%d, load generator and redis-server on the same cores; %d alternating rounds of %s per contender and concurrency, 1 KB body, Redis pool %d\n",
 		runtime.GOMAXPROCS(0), runtime.NumCPU(), benchRounds, benchPhase, benchPoolSize)
-	fmt.Printf("%-4s | %-22s | %-30s | %-30s | %8s | %8s\n", "c", "(a) bare Enqueue /s", "(b) receiver /s  p50 / p99", "(c) minimal /s  p50 / p99", "(b)/(a)", "(b)/(c)")
-	fmt.Println(strings.Repeat("-", 118))
+	fmt.Println("(a) bare asynq Enqueue loop; (b) receiver, batching on (default); (b') receiver, --enqueue-batching=false; (c) minimal handler.")
+	fmt.Println("Rates: median of the rounds; latencies: all rounds; ratios: median [min-max] of the per-round ratios; batch: enqueue scripts per pipeline in (b).")
+	fmt.Printf("%-3s | %-8s | %-26s | %-26s | %-26s | %-16s | %-16s | %-16s | %5s\n", "c", "(a) /s",
+		"(b) /s   p50 / p99", "(b') /s   p50 / p99", "(c) /s   p50 / p99", "(b)/(c)", "(b')/(c)", "(b)/(b')", "batch")
+	fmt.Println(strings.Repeat("-", 165))
 	var failures []string
 	for _, c := range benchConcurrency {
-		// Rounds alternate a, b, c so that load from other processes hits all three alike.
-		a, recv, minimal := &benchStats{name: "bare"}, &benchStats{name: "receiver"}, &benchStats{name: "minimal"}
-		for range benchRounds {
-			flush()
-			a.merge(benchBareEnqueue(client, body, c))
-			flush()
-			recv.merge(benchHTTP(fullURL, body, c))
-			flush()
-			minimal.merge(benchHTTP(minURL, body, c))
+		bare := &benchStats{name: "(a) bare"}
+		stats := make([]*benchStats, len(contenders))
+		for i, ct := range contenders {
+			stats[i] = &benchStats{name: ct.name}
 		}
-		fmt.Printf("%-4d | %10.0f p99 %6s | %10.0f %8s / %8s | %10.0f %8s / %8s | %8.2f | %8.2f\n", c,
-			a.rate(), ms(a.p(0.99)), recv.rate(), ms(recv.p(0.50)), ms(recv.p(0.99)),
-			minimal.rate(), ms(minimal.p(0.50)), ms(minimal.p(0.99)), recv.rate()/a.rate(), recv.rate()/minimal.rate())
-		for _, s := range []*benchStats{a, recv, minimal} {
+		pipelines, scripts := batchCounts(batchedMetrics)
+		for round := range benchRounds {
+			// Rounds alternate the contenders, in a rotating order, so that load from other
+			// processes hits all alike.
+			flush()
+			bare.merge(benchBareEnqueue(client, body, c))
+			for i := range contenders {
+				k := (i + round) % len(contenders)
+				flush()
+				stats[k].merge(benchHTTP(contenders[k].url, body, c))
+			}
+		}
+		p2, s2 := batchCounts(batchedMetrics)
+		recv, unbatched, minimal := stats[0], stats[1], stats[2]
+		fmt.Printf("%-3d | %8.0f | %7.0f %8s / %7s | %7.0f %8s / %7s | %7.0f %8s / %7s | %-16s | %-16s | %-16s | %5.1f\n", c, median(bare.rates),
+			median(recv.rates), ms(recv.p(0.50)), ms(recv.p(0.99)),
+			median(unbatched.rates), ms(unbatched.p(0.50)), ms(unbatched.p(0.99)),
+			median(minimal.rates), ms(minimal.p(0.50)), ms(minimal.p(0.99)),
+			spread(ratios(recv, minimal)), spread(ratios(unbatched, minimal)), spread(ratios(recv, unbatched)),
+			(s2-scripts)/max(p2-pipelines, 1))
+		for _, s := range append(stats, bare) {
 			if s.failed > 0 {
 				failures = append(failures, fmt.Sprintf("c=%d %s: %d failed (%s)", c, s.name, s.failed, s.firstErr))
 			}
 		}
 	}
 	fmt.Println()
-	fmt.Printf("(b) receiver at a fixed rate with vegeta (%s each):\n", benchRateTime)
-	fmt.Printf("%-10s | %8s | %8s | %8s | %8s | %8s\n", "rate/s", "requests", "success", "p50", "p99", "max")
-	for _, rate := range []int{500, 2000} {
-		flush()
-		m := benchVegeta(fullURL, body, rate)
-		fmt.Printf("%-10d | %8d | %7.2f%% | %8s | %8s | %8s\n", rate, m.Requests, 100*m.Success,
-			ms(m.Latencies.P50), ms(m.Latencies.P99), ms(m.Latencies.Max))
-		if m.Success < 1 {
-			failures = append(failures, fmt.Sprintf("vegeta %d/s: success %.4f, errors %v", rate, m.Success, m.Errors))
+	fmt.Printf("At a fixed rate with vegeta (%s each, contenders alternating):\n", benchRateTime)
+	fmt.Printf("%-15s | %-6s | %8s | %8s | %8s | %8s | %8s\n", "contender", "rate/s", "requests", "success", "p50", "p99", "max")
+	for _, rate := range benchRates {
+		for _, ct := range contenders {
+			flush()
+			m := benchVegeta(ct.url, body, rate)
+			fmt.Printf("%-15s | %-6d | %8d | %7.2f%% | %8s | %8s | %8s\n", ct.name, rate, m.Requests, 100*m.Success,
+				ms(m.Latencies.P50), ms(m.Latencies.P99), ms(m.Latencies.Max))
+			if m.Success < 1 {
+				failures = append(failures, fmt.Sprintf("vegeta %s %d/s: success %.4f, errors %v", ct.name, rate, m.Success, m.Errors))
+			}
 		}
 	}
 	fmt.Println()
+	failures = append(failures, benchProcesses(b, r, body, flush)...)
 	if len(failures) > 0 {
 		b.Errorf("failed requests: %s", strings.Join(failures, "; "))
 	}
+}
+
+// benchProcesses runs the receiver binary twice, batching on and off, as processes of their own
+// (flags as the operator renders them) and loads them alternately at benchProcessLoad; it
+// prints their throughput and peak RSS (VmHWM: the most the process ever had resident).
+func benchProcesses(b *testing.B, r *rwhtest.Redis, body []byte, flush func()) (failures []string) {
+	bin := rwhtest.OperatorBinary(b)
+	secrets := b.TempDir()
+	if err := os.WriteFile(filepath.Join(secrets, "key"), []byte(vectorSecret), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	procs := []*benchProcess{
+		startBenchProcess(b, bin, "--enqueue-batching=true", secrets, r),
+		startBenchProcess(b, bin, "--enqueue-batching=false", secrets, r),
+	}
+	fmt.Printf("The receiver binary as a process of its own (%s), %d alternating rounds of %s per concurrency:\n", filepath.Base(bin), benchRounds, benchPhase)
+	fmt.Printf("%-26s | %-4s | %8s | %8s | %8s | %14s\n", "process", "c", "req/s", "p50", "p99", "peak RSS")
+	for _, c := range benchProcessLoad {
+		stats := []*benchStats{{name: procs[0].flag}, {name: procs[1].flag}}
+		for round := range benchRounds {
+			for i := range procs {
+				k := (i + round) % len(procs)
+				flush()
+				stats[k].merge(benchHTTP(procs[k].url, body, c))
+			}
+		}
+		for i, p := range procs {
+			rss := "n/a"
+			if n, err := rwhtest.PeakRSS(p.cmd.Process.Pid); err == nil {
+				rss = fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+			}
+			fmt.Printf("%-26s | %-4d | %8.0f | %8s | %8s | %14s\n", p.flag, c, median(stats[i].rates), ms(stats[i].p(0.5)), ms(stats[i].p(0.99)), rss)
+			if stats[i].failed > 0 {
+				failures = append(failures, fmt.Sprintf("process %s c=%d: %d failed (%s)", p.flag, c, stats[i].failed, stats[i].firstErr))
+			}
+		}
+	}
+	fmt.Println()
+	return failures
+}
+
+type benchProcess struct {
+	flag string
+	url  string
+	cmd  *exec.Cmd
+}
+
+// startBenchProcess starts `receiver` with the default flags plus flag, and waits until it is ready.
+func startBenchProcess(b *testing.B, bin, flag, secrets string, r *rwhtest.Redis) *benchProcess {
+	ports := make([]int, 2)
+	for i := range ports {
+		p, err := rwhtest.FreePort()
+		if err != nil {
+			b.Fatal(err)
+		}
+		ports[i] = p
+	}
+	cmd := exec.Command(bin, "receiver", "--listen=127.0.0.1:"+strconv.Itoa(ports[0]), "--admin-listen=127.0.0.1:"+strconv.Itoa(ports[1]),
+		"--queue="+benchQueue, "--webhook=bench/hook", "--secrets-dir="+secrets, "--redis-url="+r.URL(),
+		"--log-level=warn", "--shutdown-delay=0s", "--shutdown-grace=1s", flag)
+	cmd.SysProcAttr = rwhtest.ChildProcAttr()
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	b.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	ready := "http://127.0.0.1:" + strconv.Itoa(ports[1]) + "/readyz"
+	rwhtest.EventuallyTrue(b, 20*time.Second, "receiver process ready", func() bool {
+		resp, err := http.Get(ready)
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return &benchProcess{flag: flag, url: "http://127.0.0.1:" + strconv.Itoa(ports[0]) + "/", cmd: cmd}
 }
 
 // benchBody is a Resend-like email.delivered event of about 1 KB.
 func benchBody() []byte {
 	pad := strings.Repeat("x", 800)
 	return fmt.Appendf(nil, `{"type":"email.delivered","created_at":"2026-11-28T15:00:00.000Z","data":{"email_id":"56761188-7520-42d8-8898-ff6fc54ce618","from":"Acme <onboarding@resend.dev>","to":["delivered@resend.dev"],"subject":"Sending this example","pad":%q}}`, pad)
+}
+
+// benchReceiver serves a receiver handler wired as the command wires it: metrics, the in-flight
+// bound (default), the probe's verdict per request, logging at the production default level.
+func benchReceiver(b *testing.B, client *asynq.Client, enqueuer *Enqueuer, metrics *Metrics) string {
+	h, err := NewHandler(Options{
+		Client: client, Secrets: StaticSecrets{mustWebhook(b)}, Queue: benchQueue, Webhook: "bench/hook",
+		Enqueuer: enqueuer, Metrics: metrics, RedisHealth: (&redisProbe{}).failure,
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return benchServe(b, h)
+}
+
+func mustWebhook(b *testing.B) *svix.Webhook {
+	wh, err := svix.NewWebhook(vectorSecret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return wh
+}
+
+// batchCounts is the number of enqueue pipelines sent and of scripts they carried so far.
+func batchCounts(m *Metrics) (pipelines, scripts float64) {
+	var h dto.Metric
+	if err := m.batchSize.Write(&h); err != nil {
+		return 0, 0
+	}
+	return float64(h.GetHistogram().GetSampleCount()), h.GetHistogram().GetSampleSum()
 }
 
 func benchServe(b *testing.B, h http.Handler) string {
@@ -184,6 +331,7 @@ type benchStats struct {
 	name      string
 	n, failed int
 	elapsed   time.Duration
+	rates     []float64 // per round
 	latencies []time.Duration
 	firstErr  string
 }
@@ -193,12 +341,41 @@ func (s *benchStats) merge(o *benchStats) {
 	s.n += o.n
 	s.failed += o.failed
 	s.elapsed += o.elapsed
+	s.rates = append(s.rates, o.rate())
 	s.latencies = append(s.latencies, o.latencies...)
 	slices.Sort(s.latencies)
 	s.firstErr = cmpOr(s.firstErr, o.firstErr)
 }
 
 func (s *benchStats) rate() float64 { return float64(s.n) / s.elapsed.Seconds() }
+
+// ratios are the per-round ratios of x's rate to y's (rounds run back to back).
+func ratios(x, y *benchStats) []float64 {
+	out := make([]float64, min(len(x.rates), len(y.rates)))
+	for i := range out {
+		out[i] = x.rates[i] / y.rates[i]
+	}
+	return out
+}
+
+func median(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	switch {
+	case len(s) == 0:
+		return 0
+	case len(s)%2 == 1:
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// spread is "median [min-max]" of v.
+func spread(v []float64) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f [%.2f-%.2f]", median(v), slices.Min(v), slices.Max(v))
+}
 
 func (s *benchStats) p(q float64) time.Duration {
 	if len(s.latencies) == 0 {
@@ -325,4 +502,51 @@ func benchVegeta(url string, body []byte, rate int) vegeta.Metrics {
 	}
 	m.Close()
 	return m
+}
+
+// BenchmarkServeHTTP is one accepted webhook through Handler.ServeHTTP, without the network
+// in front of it (a recorder) but with the real enqueue, for profiles and allocation counts:
+//
+//	go test -run '^$' -bench BenchmarkServeHTTP -benchmem -cpuprofile cpu.out ./receiver/
+func BenchmarkServeHTTP(b *testing.B) {
+	for _, batching := range []bool{false, true} {
+		b.Run(fmt.Sprintf("batching=%v", batching), func(b *testing.B) {
+			r := rwhtest.StartRedis(b)
+			rdb := redis.NewClient(&redis.Options{Addr: r.Addr(), PoolSize: benchPoolSize})
+			b.Cleanup(func() { _ = rdb.Close() })
+			var enqueuer *Enqueuer
+			if batching {
+				var err error
+				if enqueuer, err = NewEnqueuer(rdb, EnqueuerOptions{Batch: true}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			h, err := NewHandler(Options{
+				Client: asynq.NewClientFromRedisClient(rdb), Secrets: StaticSecrets{mustWebhook(b)}, Queue: benchQueue,
+				Webhook: "bench/hook", Enqueuer: enqueuer, Metrics: NewMetrics(prometheus.NewRegistry(), "bench/hook"),
+				RedisHealth: (&redisProbe{}).failure,
+				Logger:      slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			body := benchBody()
+			headers := signedHeaders(fmt.Sprintf("msg_serve%d_", benchPrefix.Add(1)), body, b.N)
+			var next atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(16) // 32 requests at once on 2 cores
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+					req.Header = headers[next.Add(1)-1]
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, req)
+					if w.Code != http.StatusOK {
+						b.Errorf("status %d: %s", w.Code, w.Body)
+					}
+				}
+			})
+		})
+	}
 }
