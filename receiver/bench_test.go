@@ -253,7 +253,7 @@ func benchBody() []byte {
 
 // benchReceiver serves a receiver handler wired as the command wires it: metrics, the in-flight
 // bound (default), the probe's verdict per request, logging at the production default level.
-func benchReceiver(b *testing.B, client *asynq.Client, enqueuer *Enqueuer, metrics *Metrics) string {
+func benchReceiver(b testing.TB, client *asynq.Client, enqueuer *Enqueuer, metrics *Metrics) string {
 	h, err := NewHandler(Options{
 		Client: client, Secrets: StaticSecrets{mustWebhook(b)}, Queue: benchQueue, Webhook: "bench/hook",
 		Enqueuer: enqueuer, Metrics: metrics, RedisHealth: (&redisProbe{}).failure,
@@ -265,7 +265,7 @@ func benchReceiver(b *testing.B, client *asynq.Client, enqueuer *Enqueuer, metri
 	return benchServe(b, h)
 }
 
-func mustWebhook(b *testing.B) *svix.Webhook {
+func mustWebhook(b testing.TB) *svix.Webhook {
 	wh, err := svix.NewWebhook(vectorSecret)
 	if err != nil {
 		b.Fatal(err)
@@ -282,7 +282,7 @@ func batchCounts(m *Metrics) (pipelines, scripts float64) {
 	return float64(h.GetHistogram().GetSampleCount()), h.GetHistogram().GetSampleSum()
 }
 
-func benchServe(b *testing.B, h http.Handler) string {
+func benchServe(b testing.TB, h http.Handler) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

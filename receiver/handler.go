@@ -4,7 +4,6 @@ package receiver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -256,22 +255,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, req *request) ou
 	}
 
 	// Only now, with the signature checked, is the body parsed.
-	var event struct {
-		Type *string `json:"type"`
+	typ, failed, ok := eventType(body)
+	if !ok {
+		return failed
 	}
-	if err := json.Unmarshal(body, &event); err != nil {
-		if _, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
-			return outNoType
-		}
-		return outBodyNotJSON
-	}
-	if event.Type == nil || *event.Type == "" {
-		return outNoType
-	}
-	if !isToken(*event.Type) {
+	if !isToken(typ) {
 		return outBadType
 	}
-	req.eventType = *event.Type
+	req.eventType = typ
 	if h.events != nil && !h.events[req.eventType] {
 		return outFiltered
 	}
