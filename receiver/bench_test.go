@@ -41,9 +41,9 @@ const (
 	benchQueue    = "bench"
 	benchPhase    = time.Second // per round; benchRounds rounds per concurrency and contender
 	benchRounds   = 5
-	benchMaxReqs  = 20_000 // per round: pre-signed requests available
-	benchRateTime = 5 * time.Second
-	benchPoolSize = 64 // the receiver's --redis-pool-size default
+	benchMaxReqs  = 20_000          // per round: pre-signed requests available
+	benchRateTime = 2 * time.Second // per round at a fixed rate
+	benchPoolSize = 64              // the receiver's --redis-pool-size default
 )
 
 var (
@@ -139,17 +139,33 @@ func BenchmarkReceiver(b *testing.B) {
 		}
 	}
 	fmt.Println()
-	fmt.Printf("At a fixed rate with vegeta (%s each, contenders alternating):\n", benchRateTime)
-	fmt.Printf("%-15s | %-6s | %8s | %8s | %8s | %8s | %8s\n", "contender", "rate/s", "requests", "success", "p50", "p99", "max")
+	fmt.Printf("At a fixed rate with vegeta: %d alternating rounds of %s per contender; p50, p99: median [min-max] of the rounds; max: of all rounds\n", benchRounds, benchRateTime)
+	fmt.Printf("%-15s | %-6s | %8s | %8s | %-26s | %-29s | %8s\n", "contender", "rate/s", "requests", "success", "p50", "p99", "max")
 	for _, rate := range benchRates {
-		for _, ct := range contenders {
-			flush()
-			m := benchVegeta(ct.url, body, rate)
-			fmt.Printf("%-15s | %-6d | %8d | %7.2f%% | %8s | %8s | %8s\n", ct.name, rate, m.Requests, 100*m.Success,
-				ms(m.Latencies.P50), ms(m.Latencies.P99), ms(m.Latencies.Max))
-			if m.Success < 1 {
-				failures = append(failures, fmt.Sprintf("vegeta %s %d/s: success %.4f, errors %v", ct.name, rate, m.Success, m.Errors))
+		results := make([][]vegeta.Metrics, len(contenders))
+		for round := range benchRounds {
+			for i := range contenders {
+				k := (i + round) % len(contenders)
+				flush()
+				results[k] = append(results[k], benchVegeta(contenders[k].url, body, rate))
 			}
+		}
+		for i, ct := range contenders {
+			var requests uint64
+			var success, p50, p99 []float64
+			var maxLatency time.Duration
+			for _, m := range results[i] {
+				requests += m.Requests
+				success = append(success, m.Success)
+				p50 = append(p50, float64(m.Latencies.P50.Microseconds())/1000)
+				p99 = append(p99, float64(m.Latencies.P99.Microseconds())/1000)
+				maxLatency = max(maxLatency, m.Latencies.Max)
+				if m.Success < 1 {
+					failures = append(failures, fmt.Sprintf("vegeta %s %d/s: success %.4f, errors %v", ct.name, rate, m.Success, m.Errors))
+				}
+			}
+			fmt.Printf("%-15s | %-6d | %8d | %7.2f%% | %-26s | %-29s | %8s\n", ct.name, rate, requests, 100*slices.Min(success),
+				spreadMS(p50), spreadMS(p99), ms(maxLatency))
 		}
 	}
 	fmt.Println()
@@ -173,7 +189,8 @@ func benchProcesses(b *testing.B, r *rwhtest.Redis, body []byte, flush func()) (
 		startBenchProcess(b, bin, "--enqueue-batching=false", secrets, r),
 	}
 	fmt.Printf("The receiver binary as a process of its own (%s), %d alternating rounds of %s per concurrency:\n", filepath.Base(bin), benchRounds, benchPhase)
-	fmt.Printf("%-26s | %-4s | %8s | %8s | %8s | %14s\n", "process", "c", "req/s", "p50", "p99", "peak RSS")
+	fmt.Println("Memory: peak RSS (VmHWM) so far; own (anonymous) and binary (file-backed, shared page cache) as resident after the rounds.")
+	fmt.Printf("%-26s | %-4s | %8s | %8s | %8s | %10s | %10s | %10s\n", "process", "c", "req/s", "p50", "p99", "peak RSS", "own", "binary")
 	for _, c := range benchProcessLoad {
 		stats := []*benchStats{{name: procs[0].flag}, {name: procs[1].flag}}
 		for round := range benchRounds {
@@ -184,11 +201,12 @@ func benchProcesses(b *testing.B, r *rwhtest.Redis, body []byte, flush func()) (
 			}
 		}
 		for i, p := range procs {
-			rss := "n/a"
-			if n, err := rwhtest.PeakRSS(p.cmd.Process.Pid); err == nil {
-				rss = fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+			peak, own, file := "n/a", "n/a", "n/a"
+			if m, err := rwhtest.ProcessMemory(p.cmd.Process.Pid); err == nil {
+				peak, own, file = rwhtest.MiB(m.PeakRSS), rwhtest.MiB(m.Anon), rwhtest.MiB(m.File)
 			}
-			fmt.Printf("%-26s | %-4d | %8.0f | %8s | %8s | %14s\n", p.flag, c, median(stats[i].rates), ms(stats[i].p(0.5)), ms(stats[i].p(0.99)), rss)
+			fmt.Printf("%-26s | %-4d | %8.0f | %8s | %8s | %10s | %10s | %10s\n", p.flag, c, median(stats[i].rates),
+				ms(stats[i].p(0.5)), ms(stats[i].p(0.99)), peak, own, file)
 			if stats[i].failed > 0 {
 				failures = append(failures, fmt.Sprintf("process %s c=%d: %d failed (%s)", p.flag, c, stats[i].failed, stats[i].firstErr))
 			}
@@ -367,6 +385,11 @@ func median(v []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// spreadMS is spread for milliseconds.
+func spreadMS(v []float64) string {
+	return fmt.Sprintf("%.2fms [%.2f-%.2f]", median(v), slices.Min(v), slices.Max(v))
 }
 
 // spread is "median [min-max]" of v.

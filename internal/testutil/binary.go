@@ -1,11 +1,12 @@
 package testutil
 
 import (
-	"bufio"
-	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,20 +28,39 @@ func OperatorBinary(t testing.TB) string {
 	return path
 }
 
-// PeakRSS is the most memory the process pid has had resident so far (VmHWM), in bytes.
-// Linux only: elsewhere it returns an error.
-func PeakRSS(pid int) (int64, error) {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+// Memory is what /proc/<pid>/status says of a process's resident memory, in bytes.
+type Memory struct {
+	PeakRSS int64 // VmHWM: the most it ever had resident
+	RSS     int64 // VmRSS: resident now
+	Anon    int64 // RssAnon: of RSS, its own memory (heap, stacks)
+	File    int64 // RssFile: of RSS, mapped files (the binary's code and data), shared with others
+}
+
+// ProcessMemory reads the resident memory of the process pid. Linux only: elsewhere it returns
+// an error.
+func ProcessMemory(pid int) (Memory, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return 0, err
+		return Memory{}, err
 	}
-	defer func() { _ = f.Close() }()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10, err
+	var m Memory
+	fields := map[string]*int64{"VmHWM:": &m.PeakRSS, "VmRSS:": &m.RSS, "RssAnon:": &m.Anon, "RssFile:": &m.File}
+	for line := range strings.Lines(string(b)) {
+		name, value, _ := strings.Cut(line, "\t")
+		if p := fields[name]; p != nil {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
+			if err != nil {
+				return Memory{}, fmt.Errorf("/proc/%d/status: %s %q: %w", pid, name, value, err)
+			}
+			*p = kb << 10
+			delete(fields, name)
 		}
 	}
-	return 0, errors.Join(errors.New("no VmHWM in /proc/"+strconv.Itoa(pid)+"/status"), sc.Err())
+	if len(fields) > 0 {
+		return Memory{}, fmt.Errorf("/proc/%d/status lacks %v", pid, slices.Sorted(maps.Keys(fields)))
+	}
+	return m, nil
 }
+
+// MiB formats n bytes in MiB with one decimal.
+func MiB(n int64) string { return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + " MiB" }
