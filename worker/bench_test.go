@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -198,4 +199,78 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// BenchmarkSinkPost is one POST of a 1 KB event to a local no-op sink, by the Sink (with and
+// without a signing secret) and by a minimal http.Client.Do, for profiles and allocation
+// counts without asynq and Redis around them:
+//
+//	go test -run '^$' -bench BenchmarkSinkPost -benchmem -cpuprofile cpu.out ./worker/
+func BenchmarkSinkPost(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) }))
+	defer srv.Close()
+	secret := filepath.Join(b.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	ev := &Event{ID: "msg_bench", Type: EventEmailDelivered, Body: eventBody(EventEmailDelivered, 1024)}
+	const conns = 16
+	for _, tc := range []struct{ name, secret string }{{"sink", ""}, {"sink-signed", secret}} {
+		b.Run(tc.name, func(b *testing.B) {
+			s, err := NewSink(SinkConfig{URL: srv.URL + "/hook?token=x", Timeout: 10 * time.Second, SecretFile: tc.secret, MaxConns: conns}, slog.New(slog.DiscardHandler), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			b.ReportAllocs()
+			b.SetParallelism(conns / 2)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := s.HandleEvent(context.Background(), ev); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+	b.Run("post", func(b *testing.B) {
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns}}
+		defer client.CloseIdleConnections()
+		b.ReportAllocs()
+		b.SetParallelism(conns / 2)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, srv.URL+"/hook?token=x", bytes.NewReader(ev.Body))
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+			}
+		})
+	})
+}
+
+// BenchmarkProcessTask is the worker's own work around one event (routing, the event, the
+// breaker, metrics) with a no-op handler, without asynq's dequeue and completion around it:
+//
+//	go test -run '^$' -bench BenchmarkProcessTask -benchmem -cpuprofile cpu.out ./worker/
+func BenchmarkProcessTask(b *testing.B) {
+	w, err := New(Config{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w.HandleFunc("*", func(context.Context, *Event) error { return nil })
+	t := newReceiverTask(EventEmailDelivered, "msg_bench", eventBody(EventEmailDelivered, 1024))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // as asynq gives it
+	defer cancel()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := w.processTask(ctx, t); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
