@@ -126,11 +126,11 @@ func BenchmarkReceiver(b *testing.B) {
 		}
 		p2, s2 := batchCounts(batchedMetrics)
 		recv, unbatched, minimal := stats[0], stats[1], stats[2]
-		fmt.Printf("%-3d | %8.0f | %7.0f %8s / %7s | %7.0f %8s / %7s | %7.0f %8s / %7s | %-16s | %-16s | %-16s | %5.1f\n", c, median(bare.rates),
-			median(recv.rates), ms(recv.p(0.50)), ms(recv.p(0.99)),
-			median(unbatched.rates), ms(unbatched.p(0.50)), ms(unbatched.p(0.99)),
-			median(minimal.rates), ms(minimal.p(0.50)), ms(minimal.p(0.99)),
-			spread(ratios(recv, minimal)), spread(ratios(unbatched, minimal)), spread(ratios(recv, unbatched)),
+		fmt.Printf("%-3d | %8.0f | %7.0f %8s / %7s | %7.0f %8s / %7s | %7.0f %8s / %7s | %-16s | %-16s | %-16s | %5.1f\n", c, rwhtest.Median(bare.rates),
+			rwhtest.Median(recv.rates), ms(recv.p(0.50)), ms(recv.p(0.99)),
+			rwhtest.Median(unbatched.rates), ms(unbatched.p(0.50)), ms(unbatched.p(0.99)),
+			rwhtest.Median(minimal.rates), ms(minimal.p(0.50)), ms(minimal.p(0.99)),
+			rwhtest.Spread(ratios(recv, minimal), 2, ""), rwhtest.Spread(ratios(unbatched, minimal), 2, ""), rwhtest.Spread(ratios(recv, unbatched), 2, ""),
 			(s2-scripts)/max(p2-pipelines, 1))
 		for _, s := range append(stats, bare) {
 			if s.failed > 0 {
@@ -165,7 +165,7 @@ func BenchmarkReceiver(b *testing.B) {
 				}
 			}
 			fmt.Printf("%-15s | %-6d | %8d | %7.2f%% | %-26s | %-29s | %8s\n", ct.name, rate, requests, 100*slices.Min(success),
-				spreadMS(p50), spreadMS(p99), ms(maxLatency))
+				rwhtest.Spread(p50, 2, "ms"), rwhtest.Spread(p99, 2, "ms"), ms(maxLatency))
 		}
 	}
 	fmt.Println()
@@ -205,7 +205,7 @@ func benchProcesses(b *testing.B, r *rwhtest.Redis, body []byte, flush func()) (
 			if m, err := rwhtest.ProcessMemory(p.cmd.Process.Pid); err == nil {
 				peak, own, file = rwhtest.MiB(m.PeakRSS), rwhtest.MiB(m.Anon), rwhtest.MiB(m.File)
 			}
-			fmt.Printf("%-26s | %-4d | %8.0f | %8s | %8s | %10s | %10s | %10s\n", p.flag, c, median(stats[i].rates),
+			fmt.Printf("%-26s | %-4d | %8.0f | %8s | %8s | %10s | %10s | %10s\n", p.flag, c, rwhtest.Median(stats[i].rates),
 				ms(stats[i].p(0.5)), ms(stats[i].p(0.99)), peak, own, file)
 			if stats[i].failed > 0 {
 				failures = append(failures, fmt.Sprintf("process %s c=%d: %d failed (%s)", p.flag, c, stats[i].failed, stats[i].firstErr))
@@ -374,30 +374,6 @@ func ratios(x, y *benchStats) []float64 {
 		out[i] = x.rates[i] / y.rates[i]
 	}
 	return out
-}
-
-func median(v []float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	switch {
-	case len(s) == 0:
-		return 0
-	case len(s)%2 == 1:
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// spreadMS is spread for milliseconds.
-func spreadMS(v []float64) string {
-	return fmt.Sprintf("%.2fms [%.2f-%.2f]", median(v), slices.Min(v), slices.Max(v))
-}
-
-// spread is "median [min-max]" of v.
-func spread(v []float64) string {
-	if len(v) == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.2f [%.2f-%.2f]", median(v), slices.Min(v), slices.Max(v))
 }
 
 func (s *benchStats) p(q float64) time.Duration {

@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"slices"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +24,7 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 
-// BenchmarkWorker drains N pre-enqueued 1 KB events (enqueued as the receiver does) three ways
+// BenchmarkWorker drains N pre-enqueued 1 KB events (enqueued as the receiver does) four ways
 // on the same Redis with the same concurrency and poll intervals, alternating over rounds:
 //
 //	bare:  a bare asynq.Server with a no-op handler (the yardstick)
@@ -33,12 +35,13 @@ import (
 //
 // Each round runs the four variants back to back (order rotated per round) and computes the
 // ratios sink/bare, sdk/bare and sink/post within the round, because the CPU is shared with
-// whatever else runs; it reports the medians. RWH_BENCH_TASKS (default 10000) and
+// whatever else runs; it reports their median and spread, at concurrency 10 (the default) and
+// 100. Then the worker binary drains N events to the same sink as a process of its own, at
+// both concurrencies: its rate and memory. RWH_BENCH_TASKS (default 10000) and
 // RWH_BENCH_ROUNDS (default 5) change the size.
 func BenchmarkWorker(b *testing.B) {
 	n := envInt("RWH_BENCH_TASKS", 10000)
 	rounds := envInt("RWH_BENCH_ROUNDS", 5)
-	const concurrency = 10
 	r := testutil.StartRedis(b)
 	opt := asynq.RedisClientOpt{Addr: r.Addr()}
 
@@ -51,63 +54,86 @@ func BenchmarkWorker(b *testing.B) {
 
 	body := eventBody(EventEmailDelivered, 1024)
 	kinds := []string{"bare", "sdk", "sink", "post"}
-	tput := map[string][]float64{}   // per kind, one figure per round
-	ratios := map[string][]float64{} // per ratio, computed within each round (the CPU is shared)
-	for round := range b.N * rounds {
-		got := map[string]float64{}
-		for i := range kinds { // rotate the order so no variant always runs first or last
-			kind := kinds[(i+round)%len(kinds)]
-			queue := fmt.Sprintf("bench.%s.%d", kind, round)
-			enqueueMany(b, opt, queue, n, body)
-			var handled atomic.Int64
-			count := &handled
-			if kind == "sink" || kind == "post" {
-				delivered.Store(0)
-				count = &delivered
+	fmt.Printf("\nBenchmarkWorker: %d tasks x 1 KB per variant and round, %d rounds, order rotated; Redis, the sink and the worker share GOMAXPROCS=%d.\n"+
+		"Rates: median of the rounds; ratios: median [min-max] of the per-round ratios.\n", n, rounds, runtime.GOMAXPROCS(0))
+	fmt.Printf("%-4s | %8s | %8s | %8s | %8s | %-16s | %-16s | %-16s\n", "c", "bare/s", "sdk/s", "sink/s", "post/s", "sdk/bare", "sink/bare", "sink/post (goal >= 1.0)")
+	fmt.Println(strings.Repeat("-", 115))
+	for _, concurrency := range []int{10, 100} {
+		tput := map[string][]float64{}   // per kind, one figure per round
+		ratios := map[string][]float64{} // per ratio, computed within each round (the CPU is shared)
+		for round := range b.N * rounds {
+			got := map[string]float64{}
+			for i := range kinds { // rotate the order so no variant always runs first or last
+				kind := kinds[(i+round)%len(kinds)]
+				queue := fmt.Sprintf("bench.%s.%d.%d", kind, concurrency, round)
+				enqueueMany(b, opt, queue, n, body)
+				var handled atomic.Int64
+				count := &handled
+				if kind == "sink" || kind == "post" {
+					delivered.Store(0)
+					count = &delivered
+				}
+				elapsed := drain(b, kind, opt, queue, concurrency, sink.URL, n, count, &handled)
+				got[kind] = float64(n) / elapsed.Seconds()
+				tput[kind] = append(tput[kind], got[kind])
 			}
-			elapsed := drain(b, kind, opt, queue, concurrency, sink.URL, n, count, &handled)
-			got[kind] = float64(n) / elapsed.Seconds()
-			tput[kind] = append(tput[kind], got[kind])
-			b.Logf("round %d %-4s: %d tasks in %s = %.0f tasks/s", round+1, kind, n, elapsed.Round(time.Millisecond), got[kind])
+			ratios["sink/bare"] = append(ratios["sink/bare"], got["sink"]/got["bare"])
+			ratios["sdk/bare"] = append(ratios["sdk/bare"], got["sdk"]/got["bare"])
+			ratios["sink/post"] = append(ratios["sink/post"], got["sink"]/got["post"])
 		}
-		ratios["sink/bare"] = append(ratios["sink/bare"], got["sink"]/got["bare"])
-		ratios["sdk/bare"] = append(ratios["sdk/bare"], got["sdk"]/got["bare"])
-		ratios["sink/post"] = append(ratios["sink/post"], got["sink"]/got["post"])
+		fmt.Printf("%-4d | %8.0f | %8.0f | %8.0f | %8.0f | %-16s | %-16s | %-16s\n", concurrency,
+			testutil.Median(tput["bare"]), testutil.Median(tput["sdk"]), testutil.Median(tput["sink"]), testutil.Median(tput["post"]),
+			testutil.Spread(ratios["sdk/bare"], 2, ""), testutil.Spread(ratios["sink/bare"], 2, ""), testutil.Spread(ratios["sink/post"], 2, ""))
+		for _, k := range kinds {
+			b.ReportMetric(testutil.Median(tput[k]), fmt.Sprintf("%s_c%d_tasks/s", k, concurrency))
+		}
 	}
-	for _, k := range kinds {
-		b.ReportMetric(median(tput[k]), k+"_tasks/s")
-	}
-	for k, v := range ratios {
-		b.ReportMetric(median(v), k)
-	}
-	fmt.Printf("BenchmarkWorker: %d tasks x 1 KB per variant, concurrency %d, median of %d rounds (ratios taken within each round):\n"+
-		"  bare asynq, no-op handler      %6.0f/s\n"+
-		"  worker SDK, no-op handler      %6.0f/s  sdk/bare  = %.2f  %s\n"+
-		"  worker -> HTTP no-op sink      %6.0f/s  sink/bare = %.2f  %s  (goal >= 0.7)\n"+
-		"  bare asynq + minimal http POST %6.0f/s  sink/post = %.2f  %s\n",
-		n, concurrency, rounds, median(tput["bare"]),
-		median(tput["sdk"]), median(ratios["sdk/bare"]), fmtAll(ratios["sdk/bare"]),
-		median(tput["sink"]), median(ratios["sink/bare"]), fmtAll(ratios["sink/bare"]),
-		median(tput["post"]), median(ratios["sink/post"]), fmtAll(ratios["sink/post"]))
+	fmt.Println()
+	benchWorkerProcess(b, r, opt, sink.URL, body, n, rounds, &delivered)
 }
 
-func median(v []float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	if len(s) == 0 {
-		return 0
+// benchWorkerProcess runs the worker binary (flags as the operator renders them, the sink as
+// --sink-url) on a queue of n pre-enqueued events, once per round and concurrency, and prints
+// its rate (first to last delivery, so startup does not count) and memory.
+func benchWorkerProcess(b *testing.B, r *testutil.Redis, opt asynq.RedisConnOpt, sinkURL string, body []byte, n, rounds int, delivered *atomic.Int64) {
+	bin := testutil.OperatorBinary(b)
+	fmt.Printf("The worker binary as a process of its own (%s) draining %d events to the sink, %d rounds:\n", filepath.Base(bin), n, rounds)
+	fmt.Println("Memory: peak RSS (VmHWM); own (anonymous) and binary (file-backed, shared page cache) as resident at the end.")
+	fmt.Printf("%-14s | %8s | %10s | %10s | %10s\n", "concurrency", "tasks/s", "peak RSS", "own", "binary")
+	for _, concurrency := range []int{10, 100} {
+		var rates []float64
+		var mem testutil.Memory
+		for round := range rounds {
+			queue := fmt.Sprintf("bench.process.%d.%d", concurrency, round)
+			enqueueMany(b, opt, queue, n, body)
+			delivered.Store(0)
+			admin, err := testutil.FreePort()
+			if err != nil {
+				b.Fatal(err)
+			}
+			cmd := exec.Command(bin, "worker", "--queue="+queue, "--redis-url="+r.URL(), "--sink-url="+sinkURL,
+				"--concurrency="+strconv.Itoa(concurrency), "--admin-listen=127.0.0.1:"+strconv.Itoa(admin),
+				"--poll-interval=100ms", "--log-level=warn", "--shutdown-grace=1s")
+			cmd.SysProcAttr = testutil.ChildProcAttr()
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			testutil.EventuallyTrue(b, 20*time.Second, "first delivery", func() bool { return delivered.Load() > 0 })
+			start := time.Now()
+			testutil.EventuallyTrue(b, 10*time.Minute, "all delivered", func() bool { return delivered.Load() >= int64(n) })
+			rates = append(rates, float64(n)/time.Since(start).Seconds())
+			if m, err := testutil.ProcessMemory(cmd.Process.Pid); err == nil {
+				mem.PeakRSS, mem.Anon, mem.File = max(mem.PeakRSS, m.PeakRSS), max(mem.Anon, m.Anon), max(mem.File, m.File)
+			}
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			if err := cmd.Wait(); err != nil {
+				b.Errorf("worker process: %v", err)
+			}
+		}
+		fmt.Printf("%-14d | %8.0f | %10s | %10s | %10s\n", concurrency, testutil.Median(rates), testutil.MiB(mem.PeakRSS), testutil.MiB(mem.Anon), testutil.MiB(mem.File))
 	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func fmtAll(v []float64) string {
-	parts := make([]string, len(v))
-	for i, x := range v {
-		parts[i] = fmt.Sprintf("%.2f", x)
-	}
-	return "[" + strings.Join(parts, " ") + "]"
+	fmt.Println()
 }
 
 // drain runs one kind of consumer on queue until count reaches n and returns the time it took.
