@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -105,7 +106,8 @@ func BenchmarkReceiver(b *testing.B) {
 	fmt.Printf("%-3s | %-8s | %-26s | %-26s | %-26s | %-16s | %-16s | %-16s | %5s\n", "c", "(a) /s",
 		"(b) /s   p50 / p99", "(b') /s   p50 / p99", "(c) /s   p50 / p99", "(b)/(c)", "(b')/(c)", "(b)/(b')", "batch")
 	fmt.Println(strings.Repeat("-", 165))
-	var failures []string
+	var failures, cpuTable []string
+	meter := rwhtest.NewCPUMeter(rdb, 0)
 	for _, c := range benchConcurrency {
 		bare := &benchStats{name: "(a) bare"}
 		stats := make([]*benchStats, len(contenders))
@@ -117,13 +119,16 @@ func BenchmarkReceiver(b *testing.B) {
 			// Rounds alternate the contenders, in a rotating order, so that load from other
 			// processes hits all alike.
 			flush()
-			bare.merge(benchBareEnqueue(client, body, c))
+			bare.merge(metered(b, meter, func() *benchStats { return benchBareEnqueue(client, body, c) }))
 			for i := range contenders {
 				k := (i + round) % len(contenders)
 				flush()
-				stats[k].merge(benchHTTP(contenders[k].url, body, c))
+				stats[k].merge(metered(b, meter, func() *benchStats { return benchHTTP(contenders[k].url, body, c) }))
 			}
 		}
+		cpuTable = append(cpuTable, fmt.Sprintf("%-3d | %-22s | %-22s | %-22s | %-22s | %-16s | %-16s", c,
+			rwhtest.Spread(bare.cpu, 1, ""), rwhtest.Spread(stats[0].cpu, 1, ""), rwhtest.Spread(stats[1].cpu, 1, ""), rwhtest.Spread(stats[2].cpu, 1, ""),
+			rwhtest.Spread(cpuRatios(stats[0], stats[2]), 2, ""), rwhtest.Spread(cpuRatios(stats[0], stats[1]), 2, "")))
 		p2, s2 := batchCounts(batchedMetrics)
 		recv, unbatched, minimal := stats[0], stats[1], stats[2]
 		fmt.Printf("%-3d | %8.0f | %7.0f %8s / %7s | %7.0f %8s / %7s | %7.0f %8s / %7s | %-16s | %-16s | %-16s | %5.1f\n", c, rwhtest.Median(bare.rates),
@@ -137,6 +142,13 @@ func BenchmarkReceiver(b *testing.B) {
 				failures = append(failures, fmt.Sprintf("c=%d %s: %d failed (%s)", c, s.name, s.failed, s.firstErr))
 			}
 		}
+	}
+	fmt.Println()
+	fmt.Println("CPU per request, µs (this process: load generator and server; plus redis-server): median [min-max] of the rounds.")
+	fmt.Println("(b)/(c) by CPU: (c)'s CPU per request over (b)'s, the rate ratio of a machine with nothing else to do.")
+	fmt.Printf("%-3s | %-22s | %-22s | %-22s | %-22s | %-16s | %-16s\n", "c", "(a)", "(b)", "(b')", "(c)", "(b)/(c) by CPU", "(b)/(b') by CPU")
+	for _, row := range cpuTable {
+		fmt.Println(row)
 	}
 	fmt.Println()
 	fmt.Printf("At a fixed rate with vegeta: %d alternating rounds of %s per contender; p50, p99: median [min-max] of the rounds; max: of all rounds\n", benchRounds, benchRateTime)
@@ -176,28 +188,44 @@ func BenchmarkReceiver(b *testing.B) {
 }
 
 // benchProcesses runs the receiver binary twice, batching on and off, as processes of their own
-// (flags as the operator renders them) and loads them alternately at benchProcessLoad; it
-// prints their throughput and peak RSS (VmHWM: the most the process ever had resident).
+// (flags as the operator renders them), and the minimal handler in a process of its own too,
+// and loads them alternately at benchProcessLoad; it prints their throughput, the CPU each
+// process and redis-server spent per request, and memory (VmHWM: the most the process ever had
+// resident). Measured per process, the CPU leaves the load generator out.
 func benchProcesses(b *testing.B, r *rwhtest.Redis, body []byte, flush func()) (failures []string) {
 	bin := rwhtest.OperatorBinary(b)
 	secrets := b.TempDir()
 	if err := os.WriteFile(filepath.Join(secrets, "key"), []byte(vectorSecret), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	procs := []*benchProcess{
-		startBenchProcess(b, bin, "--enqueue-batching=true", secrets, r),
-		startBenchProcess(b, bin, "--enqueue-batching=false", secrets, r),
+	admin := func() string { return "--admin-listen=127.0.0.1:" + strconv.Itoa(freePort(b)) }
+	receiver := func(name, flag string) *benchProcess {
+		listen, admin := freePort(b), admin()
+		return startBenchProcess(b, r, name, listen, "http://127.0.0.1:"+strings.TrimPrefix(admin, "--admin-listen=127.0.0.1:")+"/readyz", nil,
+			bin, "receiver", "--listen=127.0.0.1:"+strconv.Itoa(listen), admin, "--queue="+benchQueue, "--webhook=bench/hook",
+			"--secrets-dir="+secrets, "--redis-url="+r.URL(), "--log-level=warn", "--shutdown-delay=0s", "--shutdown-grace=1s", flag)
 	}
-	fmt.Printf("The receiver binary as a process of its own (%s), %d alternating rounds of %s per concurrency:\n", filepath.Base(bin), benchRounds, benchPhase)
+	minimalPort := freePort(b)
+	procs := []*benchProcess{
+		receiver("(b) batched", "--enqueue-batching=true"),
+		receiver("(b') unbatched", "--enqueue-batching=false"),
+		startBenchProcess(b, r, "(c) minimal", minimalPort, "", []string{"RWH_BENCH_MINIMAL=127.0.0.1:" + strconv.Itoa(minimalPort) + "," + r.Addr()},
+			os.Args[0], "-test.run=^TestMinimalHandlerProcess$", "-test.count=1", "-test.timeout=0"),
+	}
+	fmt.Printf("As processes of their own: the receiver binary (%s) and the minimal handler; %d alternating rounds of %s per concurrency.\n", filepath.Base(bin), benchRounds, benchPhase)
+	fmt.Println("CPU: of the process and redis-server, µs per request; (b)/(c) by CPU: (c)'s over (b)'s. Rates and CPU: median [min-max] of the rounds.")
 	fmt.Println("Memory: peak RSS (VmHWM) so far; own (anonymous) and binary (file-backed, shared page cache) as resident after the rounds.")
-	fmt.Printf("%-26s | %-4s | %8s | %8s | %8s | %10s | %10s | %10s\n", "process", "c", "req/s", "p50", "p99", "peak RSS", "own", "binary")
+	fmt.Printf("%-15s | %-4s | %8s | %8s | %8s | %-20s | %-16s | %10s | %10s | %10s\n", "process", "c", "req/s", "p50", "p99", "CPU µs/req", "(b)/(c) by CPU", "peak RSS", "own", "binary")
 	for _, c := range benchProcessLoad {
-		stats := []*benchStats{{name: procs[0].flag}, {name: procs[1].flag}}
+		stats := make([]*benchStats, len(procs))
+		for i, p := range procs {
+			stats[i] = &benchStats{name: p.name}
+		}
 		for round := range benchRounds {
 			for i := range procs {
 				k := (i + round) % len(procs)
 				flush()
-				stats[k].merge(benchHTTP(procs[k].url, body, c))
+				stats[k].merge(metered(b, procs[k].meter, func() *benchStats { return benchHTTP(procs[k].url, body, c) }))
 			}
 		}
 		for i, p := range procs {
@@ -205,10 +233,11 @@ func benchProcesses(b *testing.B, r *rwhtest.Redis, body []byte, flush func()) (
 			if m, err := rwhtest.ProcessMemory(p.cmd.Process.Pid); err == nil {
 				peak, own, file = rwhtest.MiB(m.PeakRSS), rwhtest.MiB(m.Anon), rwhtest.MiB(m.File)
 			}
-			fmt.Printf("%-26s | %-4d | %8.0f | %8s | %8s | %10s | %10s | %10s\n", p.flag, c, rwhtest.Median(stats[i].rates),
-				ms(stats[i].p(0.5)), ms(stats[i].p(0.99)), peak, own, file)
+			fmt.Printf("%-15s | %-4d | %8.0f | %8s | %8s | %-20s | %-16s | %10s | %10s | %10s\n", p.name, c, rwhtest.Median(stats[i].rates),
+				ms(stats[i].p(0.5)), ms(stats[i].p(0.99)), rwhtest.Spread(stats[i].cpu, 1, ""), rwhtest.Spread(cpuRatios(stats[i], stats[2]), 2, ""),
+				peak, own, file)
 			if stats[i].failed > 0 {
-				failures = append(failures, fmt.Sprintf("process %s c=%d: %d failed (%s)", p.flag, c, stats[i].failed, stats[i].firstErr))
+				failures = append(failures, fmt.Sprintf("process %s c=%d: %d failed (%s)", p.name, c, stats[i].failed, stats[i].firstErr))
 			}
 		}
 	}
@@ -217,26 +246,28 @@ func benchProcesses(b *testing.B, r *rwhtest.Redis, body []byte, flush func()) (
 }
 
 type benchProcess struct {
-	flag string
-	url  string
-	cmd  *exec.Cmd
+	name  string
+	url   string
+	cmd   *exec.Cmd
+	meter *rwhtest.CPUMeter // the process and redis-server
 }
 
-// startBenchProcess starts `receiver` with the default flags plus flag, and waits until it is ready.
-func startBenchProcess(b *testing.B, bin, flag, secrets string, r *rwhtest.Redis) *benchProcess {
-	ports := make([]int, 2)
-	for i := range ports {
-		p, err := rwhtest.FreePort()
-		if err != nil {
-			b.Fatal(err)
-		}
-		ports[i] = p
+func freePort(b *testing.B) int {
+	p, err := rwhtest.FreePort()
+	if err != nil {
+		b.Fatal(err)
 	}
-	cmd := exec.Command(bin, "receiver", "--listen=127.0.0.1:"+strconv.Itoa(ports[0]), "--admin-listen=127.0.0.1:"+strconv.Itoa(ports[1]),
-		"--queue="+benchQueue, "--webhook=bench/hook", "--secrets-dir="+secrets, "--redis-url="+r.URL(),
-		"--log-level=warn", "--shutdown-delay=0s", "--shutdown-grace=1s", flag)
+	return p
+}
+
+// startBenchProcess starts bin with args and env added, serving webhooks on port, and waits
+// until it is ready: readyURL answers 200, or (without one) the port answers HTTP at all.
+func startBenchProcess(b *testing.B, r *rwhtest.Redis, name string, port int, readyURL string, env []string, bin string, args ...string) *benchProcess {
+	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = rwhtest.ChildProcAttr()
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Stderr = os.Stderr // stdout: logs at warn, or the test binary's PASS
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -251,16 +282,33 @@ func startBenchProcess(b *testing.B, bin, flag, secrets string, r *rwhtest.Redis
 			<-exited
 		}
 	})
-	ready := "http://127.0.0.1:" + strconv.Itoa(ports[1]) + "/readyz"
-	rwhtest.EventuallyTrue(b, 20*time.Second, "receiver process ready", func() bool {
-		resp, err := http.Get(ready)
+	rwhtest.EventuallyTrue(b, 20*time.Second, name+" ready", func() bool {
+		resp, err := http.Get(cmpOr(readyURL, url))
 		if err != nil {
 			return false
 		}
 		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return readyURL == "" || resp.StatusCode == http.StatusOK
 	})
-	return &benchProcess{flag: flag, url: "http://127.0.0.1:" + strconv.Itoa(ports[0]) + "/", cmd: cmd}
+	return &benchProcess{name: name, url: url, cmd: cmd, meter: rwhtest.NewCPUMeter(r.Client(b), cmd.Process.Pid)}
+}
+
+// TestMinimalHandlerProcess is not a test: BenchmarkReceiver runs this test binary with
+// RWH_BENCH_MINIMAL=<listen address>,<redis address> to serve the minimal handler as a
+// process of its own, until SIGTERM.
+func TestMinimalHandlerProcess(t *testing.T) {
+	listen, redisAddr, ok := strings.Cut(os.Getenv("RWH_BENCH_MINIMAL"), ",")
+	if !ok {
+		t.Skip("run by BenchmarkReceiver")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: redisAddr, PoolSize: benchPoolSize})
+	defer func() { _ = client.Close() }()
+	err := admin.Serve(ctx, slog.New(slog.DiscardHandler), "minimal", listen, admin.NewServer(minimalHandler(client, mustWebhook(t), benchQueue)), time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // benchBody is a Resend-like email.delivered event of about 1 KB.
@@ -350,6 +398,7 @@ type benchStats struct {
 	n, failed int
 	elapsed   time.Duration
 	rates     []float64 // per round
+	cpu       []float64 // per round: CPU µs per request (see metered)
 	latencies []time.Duration
 	firstErr  string
 }
@@ -360,12 +409,38 @@ func (s *benchStats) merge(o *benchStats) {
 	s.failed += o.failed
 	s.elapsed += o.elapsed
 	s.rates = append(s.rates, o.rate())
+	s.cpu = append(s.cpu, o.cpu...)
 	s.latencies = append(s.latencies, o.latencies...)
 	slices.Sort(s.latencies)
 	s.firstErr = cmpOr(s.firstErr, o.firstErr)
 }
 
 func (s *benchStats) rate() float64 { return float64(s.n) / s.elapsed.Seconds() }
+
+// metered runs a round and records the CPU time meter saw per request it completed.
+func metered(b *testing.B, meter *rwhtest.CPUMeter, round func() *benchStats) *benchStats {
+	before, err := meter.Now()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := round()
+	after, err := meter.Now()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.cpu = []float64{float64((after - before).Microseconds()) / float64(max(s.n, 1))}
+	return s
+}
+
+// cpuRatios are the per-round ratios of y's CPU per request to x's: how many of x's requests
+// the CPU of one of y's serves, the rate ratio x/y of a machine with nothing else to do.
+func cpuRatios(x, y *benchStats) []float64 {
+	out := make([]float64, min(len(x.cpu), len(y.cpu)))
+	for i := range out {
+		out[i] = y.cpu[i] / x.cpu[i]
+	}
+	return out
+}
 
 // ratios are the per-round ratios of x's rate to y's (rounds run back to back).
 func ratios(x, y *benchStats) []float64 {

@@ -58,9 +58,12 @@ func BenchmarkWorker(b *testing.B) {
 		"Rates: median of the rounds; ratios: median [min-max] of the per-round ratios.\n", n, rounds, runtime.GOMAXPROCS(0))
 	fmt.Printf("%-4s | %8s | %8s | %8s | %8s | %-16s | %-16s | %-16s\n", "c", "bare/s", "sdk/s", "sink/s", "post/s", "sdk/bare", "sink/bare", "sink/post (goal >= 1.0)")
 	fmt.Println(strings.Repeat("-", 115))
+	meter := testutil.NewCPUMeter(r.Client(b), 0)
+	var cpuTable []string
 	for _, concurrency := range []int{10, 100} {
 		tput := map[string][]float64{}   // per kind, one figure per round
 		ratios := map[string][]float64{} // per ratio, computed within each round (the CPU is shared)
+		cpu := map[string][]float64{}    // per kind, CPU µs per task of each round
 		for round := range b.N * rounds {
 			got := map[string]float64{}
 			for i := range kinds { // rotate the order so no variant always runs first or last
@@ -73,20 +76,43 @@ func BenchmarkWorker(b *testing.B) {
 					delivered.Store(0)
 					count = &delivered
 				}
+				before, err := meter.Now()
+				if err != nil {
+					b.Fatal(err)
+				}
 				elapsed := drain(b, kind, opt, queue, concurrency, sink.URL, n, count, &handled)
+				after, err := meter.Now()
+				if err != nil {
+					b.Fatal(err)
+				}
 				got[kind] = float64(n) / elapsed.Seconds()
 				tput[kind] = append(tput[kind], got[kind])
+				cpu[kind] = append(cpu[kind], float64((after-before).Microseconds())/float64(n))
 			}
 			ratios["sink/bare"] = append(ratios["sink/bare"], got["sink"]/got["bare"])
 			ratios["sdk/bare"] = append(ratios["sdk/bare"], got["sdk"]/got["bare"])
 			ratios["sink/post"] = append(ratios["sink/post"], got["sink"]/got["post"])
+			n := len(cpu["bare"]) - 1 // by CPU: the other's CPU per task over ours, as for rates
+			ratios["sdk/bare cpu"] = append(ratios["sdk/bare cpu"], cpu["bare"][n]/cpu["sdk"][n])
+			ratios["sink/bare cpu"] = append(ratios["sink/bare cpu"], cpu["bare"][n]/cpu["sink"][n])
+			ratios["sink/post cpu"] = append(ratios["sink/post cpu"], cpu["post"][n]/cpu["sink"][n])
 		}
+		cpuTable = append(cpuTable, fmt.Sprintf("%-4d | %-18s | %-18s | %-18s | %-18s | %-16s | %-16s | %-16s", concurrency,
+			testutil.Spread(cpu["bare"], 1, ""), testutil.Spread(cpu["sdk"], 1, ""), testutil.Spread(cpu["sink"], 1, ""), testutil.Spread(cpu["post"], 1, ""),
+			testutil.Spread(ratios["sdk/bare cpu"], 2, ""), testutil.Spread(ratios["sink/bare cpu"], 2, ""), testutil.Spread(ratios["sink/post cpu"], 2, "")))
 		fmt.Printf("%-4d | %8.0f | %8.0f | %8.0f | %8.0f | %-16s | %-16s | %-16s\n", concurrency,
 			testutil.Median(tput["bare"]), testutil.Median(tput["sdk"]), testutil.Median(tput["sink"]), testutil.Median(tput["post"]),
 			testutil.Spread(ratios["sdk/bare"], 2, ""), testutil.Spread(ratios["sink/bare"], 2, ""), testutil.Spread(ratios["sink/post"], 2, ""))
 		for _, k := range kinds {
 			b.ReportMetric(testutil.Median(tput[k]), fmt.Sprintf("%s_c%d_tasks/s", k, concurrency))
 		}
+	}
+	fmt.Println()
+	fmt.Println("CPU per task, µs (this process: the consumer and the sink, not the enqueue before; plus redis-server): median [min-max] of the rounds.")
+	fmt.Println("Ratios by CPU: the other's CPU per task over ours, the rate ratio of a machine with nothing else to do.")
+	fmt.Printf("%-4s | %-18s | %-18s | %-18s | %-18s | %-16s | %-16s | %-16s\n", "c", "bare", "sdk", "sink", "post", "sdk/bare", "sink/bare", "sink/post")
+	for _, row := range cpuTable {
+		fmt.Println(row)
 	}
 	fmt.Println()
 	benchWorkerProcess(b, r, opt, sink.URL, body, n, rounds, &delivered)
@@ -99,9 +125,10 @@ func benchWorkerProcess(b *testing.B, r *testutil.Redis, opt asynq.RedisConnOpt,
 	bin := testutil.OperatorBinary(b)
 	fmt.Printf("The worker binary as a process of its own (%s) draining %d events to the sink, %d rounds:\n", filepath.Base(bin), n, rounds)
 	fmt.Println("Memory: peak RSS (VmHWM); own (anonymous) and binary (file-backed, shared page cache) as resident at the end.")
-	fmt.Printf("%-14s | %8s | %10s | %10s | %10s\n", "concurrency", "tasks/s", "peak RSS", "own", "binary")
+	fmt.Println("CPU: of the worker process and redis-server from the first delivery to the last, µs per task, median [min-max].")
+	fmt.Printf("%-14s | %8s | %-18s | %10s | %10s | %10s\n", "concurrency", "tasks/s", "CPU µs/task", "peak RSS", "own", "binary")
 	for _, concurrency := range []int{10, 100} {
-		var rates []float64
+		var rates, cpu []float64
 		var mem testutil.Memory
 		for round := range rounds {
 			queue := fmt.Sprintf("bench.process.%d.%d", concurrency, round)
@@ -119,10 +146,19 @@ func benchWorkerProcess(b *testing.B, r *testutil.Redis, opt asynq.RedisConnOpt,
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)
 			}
+			meter := testutil.NewCPUMeter(r.Client(b), cmd.Process.Pid)
 			testutil.EventuallyTrue(b, 20*time.Second, "first delivery", func() bool { return delivered.Load() > 0 })
 			start := time.Now()
+			cpuBefore, err := meter.Now()
+			if err != nil {
+				b.Fatal(err)
+			}
+			first := delivered.Load()
 			testutil.EventuallyTrue(b, 10*time.Minute, "all delivered", func() bool { return delivered.Load() >= int64(n) })
-			rates = append(rates, float64(n)/time.Since(start).Seconds())
+			rates = append(rates, float64(int64(n)-first)/time.Since(start).Seconds())
+			if cpuAfter, err := meter.Now(); err == nil {
+				cpu = append(cpu, float64((cpuAfter-cpuBefore).Microseconds())/float64(int64(n)-first))
+			}
 			if m, err := testutil.ProcessMemory(cmd.Process.Pid); err == nil {
 				mem.PeakRSS, mem.Anon, mem.File = max(mem.PeakRSS, m.PeakRSS), max(mem.Anon, m.Anon), max(mem.File, m.File)
 			}
@@ -131,7 +167,8 @@ func benchWorkerProcess(b *testing.B, r *testutil.Redis, opt asynq.RedisConnOpt,
 				b.Errorf("worker process: %v", err)
 			}
 		}
-		fmt.Printf("%-14d | %8.0f | %10s | %10s | %10s\n", concurrency, testutil.Median(rates), testutil.MiB(mem.PeakRSS), testutil.MiB(mem.Anon), testutil.MiB(mem.File))
+		fmt.Printf("%-14d | %8.0f | %-18s | %10s | %10s | %10s\n", concurrency, testutil.Median(rates), testutil.Spread(cpu, 1, ""),
+			testutil.MiB(mem.PeakRSS), testutil.MiB(mem.Anon), testutil.MiB(mem.File))
 	}
 	fmt.Println()
 }
