@@ -10,17 +10,25 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
 	svix "github.com/svix/svix-webhooks/go"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
@@ -33,20 +41,30 @@ import (
 const (
 	benchQueue    = "bench"
 	benchPhase    = time.Second // per round; benchRounds rounds per concurrency and contender
-	benchRounds   = 3
-	benchMaxReqs  = 20_000 // per round: pre-signed requests available
-	benchRateTime = 5 * time.Second
-	benchPoolSize = 64 // the receiver's --redis-pool-size default
+	benchRounds   = 5
+	benchMaxReqs  = 20_000          // per round: pre-signed requests available
+	benchRateTime = 2 * time.Second // per round at a fixed rate
+	benchPoolSize = 64              // the receiver's --redis-pool-size default
 )
 
-var benchConcurrency = []int{1, 8, 32, 64}
+var (
+	benchConcurrency = []int{1, 8, 32, 64}
+	benchRates       = []int{1000, 2000}
+	// benchProcessLoad is the concurrency of the phase that measures the receiver binary's
+	// throughput and peak RSS: the table's highest, and four times that.
+	benchProcessLoad = []int{64, 256}
+)
 
 // BenchmarkReceiver compares, in one process against one private redis-server:
 // (a) a bare asynq.Client.Enqueue loop with the receiver's task options and a 1 KB payload,
 // (b) the receiver (NewHandler with metrics and logging, admin.NewServer) over loopback HTTP,
+// wired as the command wires it, enqueue batching on (the default),
+// (b') the same with batching off (--enqueue-batching=false),
 // (c) a minimal handler (net/http + svix Verify + JSON type + Enqueue, nothing else),
-// at concurrency 1, 8, 32, 64; then (b)'s latency at fixed rates with vegeta.
-// Run with `make bench-receiver`; it prints a table and runs once whatever b.N is.
+// at concurrency 1, 8, 32, 64, in alternating rounds; ratios are taken within each round and
+// reported as median [min–max]. Then (b), (b') and (c) at fixed rates with vegeta, and finally
+// the receiver binary as a process of its own at high concurrency: throughput and peak RSS.
+// Run with `make bench-receiver`; it prints tables and runs once whatever b.N is.
 func BenchmarkReceiver(b *testing.B) {
 	if b.N > 1 {
 		b.Skip("runs once per process (use -benchtime 1x)")
@@ -62,70 +80,234 @@ func BenchmarkReceiver(b *testing.B) {
 	defer func() { _ = client.Close() }()
 
 	body := benchBody()
-	wh, err := svix.NewWebhook(vectorSecret)
+	// (b) as the command wires it: its own pool, batching on; (b') the same with batching off.
+	batched := redis.NewClient(&redis.Options{Addr: r.Addr(), PoolSize: benchPoolSize})
+	defer func() { _ = batched.Close() }()
+	batchedMetrics := NewMetrics(prometheus.NewRegistry(), "bench/hook")
+	enqueuer, err := NewEnqueuer(batched, EnqueuerOptions{Batch: true, Metrics: batchedMetrics})
 	if err != nil {
 		b.Fatal(err)
 	}
-	secrets := StaticSecrets{wh}
-	full, err := NewHandler(Options{
-		Client: client, Secrets: secrets, Queue: benchQueue, Webhook: "bench/hook",
-		Metrics: NewMetrics(prometheus.NewRegistry(), "bench/hook"),
-		// As the command wires it: the in-flight bound (default) and the probe's verdict per request.
-		RedisHealth: (&redisProbe{}).failure,
-		// The production default level: rejections are logged, accepted requests are not.
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
-	if err != nil {
-		b.Fatal(err)
+	contenders := []struct{ name, url string }{
+		{"(b) batched", benchReceiver(b, asynq.NewClientFromRedisClient(batched), enqueuer, batchedMetrics)},
+		{"(b') unbatched", benchReceiver(b, client, nil, NewMetrics(prometheus.NewRegistry(), "bench/hook"))},
+		{"(c) minimal", benchServe(b, minimalHandler(client, mustWebhook(b), benchQueue))},
 	}
-	fullURL := benchServe(b, full)
-	minURL := benchServe(b, minimalHandler(client, wh, benchQueue))
 
 	flush := func() {
 		if err := rdb.FlushAll(context.Background()).Err(); err != nil {
 			b.Fatal(err)
 		}
 	}
-	fmt.Printf("\nBenchmarkReceiver: GOMAXPROCS=%d, NumCPU=%d, redis-server on the same cores; %d alternating rounds of %s per contender and concurrency, 1 KB body, Redis pool %d\n",
+	fmt.Printf("\nBenchmarkReceiver: GOMAXPROCS=%d, NumCPU=%d, load generator and redis-server on the same cores; %d alternating rounds of %s per contender and concurrency, 1 KB body, Redis pool %d\n",
 		runtime.GOMAXPROCS(0), runtime.NumCPU(), benchRounds, benchPhase, benchPoolSize)
-	fmt.Printf("%-4s | %-22s | %-30s | %-30s | %8s | %8s\n", "c", "(a) bare Enqueue /s", "(b) receiver /s  p50 / p99", "(c) minimal /s  p50 / p99", "(b)/(a)", "(b)/(c)")
-	fmt.Println(strings.Repeat("-", 118))
-	var failures []string
+	fmt.Println("(a) bare asynq Enqueue loop; (b) receiver, batching on (default); (b') receiver, --enqueue-batching=false; (c) minimal handler.")
+	fmt.Println("Rates: median of the rounds; latencies: all rounds; ratios: median [min-max] of the per-round ratios; batch: enqueue scripts per pipeline in (b).")
+	fmt.Printf("%-3s | %-8s | %-26s | %-26s | %-26s | %-16s | %-16s | %-16s | %5s\n", "c", "(a) /s",
+		"(b) /s   p50 / p99", "(b') /s   p50 / p99", "(c) /s   p50 / p99", "(b)/(c)", "(b')/(c)", "(b)/(b')", "batch")
+	fmt.Println(strings.Repeat("-", 165))
+	var failures, cpuTable []string
+	meter := rwhtest.NewCPUMeter(rdb, 0)
 	for _, c := range benchConcurrency {
-		// Rounds alternate a, b, c so that load from other processes hits all three alike.
-		a, recv, minimal := &benchStats{name: "bare"}, &benchStats{name: "receiver"}, &benchStats{name: "minimal"}
-		for range benchRounds {
-			flush()
-			a.merge(benchBareEnqueue(client, body, c))
-			flush()
-			recv.merge(benchHTTP(fullURL, body, c))
-			flush()
-			minimal.merge(benchHTTP(minURL, body, c))
+		bare := &benchStats{name: "(a) bare"}
+		stats := make([]*benchStats, len(contenders))
+		for i, ct := range contenders {
+			stats[i] = &benchStats{name: ct.name}
 		}
-		fmt.Printf("%-4d | %10.0f p99 %6s | %10.0f %8s / %8s | %10.0f %8s / %8s | %8.2f | %8.2f\n", c,
-			a.rate(), ms(a.p(0.99)), recv.rate(), ms(recv.p(0.50)), ms(recv.p(0.99)),
-			minimal.rate(), ms(minimal.p(0.50)), ms(minimal.p(0.99)), recv.rate()/a.rate(), recv.rate()/minimal.rate())
-		for _, s := range []*benchStats{a, recv, minimal} {
+		pipelines, scripts := batchCounts(batchedMetrics)
+		for round := range benchRounds {
+			// Rounds alternate the contenders, in a rotating order, so that load from other
+			// processes hits all alike.
+			flush()
+			bare.merge(metered(b, meter, func() *benchStats { return benchBareEnqueue(client, body, c) }))
+			for i := range contenders {
+				k := (i + round) % len(contenders)
+				flush()
+				stats[k].merge(metered(b, meter, func() *benchStats { return benchHTTP(contenders[k].url, body, c) }))
+			}
+		}
+		cpuTable = append(cpuTable, fmt.Sprintf("%-3d | %-22s | %-22s | %-22s | %-22s | %-16s | %-16s", c,
+			rwhtest.Spread(bare.cpu, 1, ""), rwhtest.Spread(stats[0].cpu, 1, ""), rwhtest.Spread(stats[1].cpu, 1, ""), rwhtest.Spread(stats[2].cpu, 1, ""),
+			rwhtest.Spread(cpuRatios(stats[0], stats[2]), 2, ""), rwhtest.Spread(cpuRatios(stats[0], stats[1]), 2, "")))
+		p2, s2 := batchCounts(batchedMetrics)
+		recv, unbatched, minimal := stats[0], stats[1], stats[2]
+		fmt.Printf("%-3d | %8.0f | %7.0f %8s / %7s | %7.0f %8s / %7s | %7.0f %8s / %7s | %-16s | %-16s | %-16s | %5.1f\n", c, rwhtest.Median(bare.rates),
+			rwhtest.Median(recv.rates), ms(recv.p(0.50)), ms(recv.p(0.99)),
+			rwhtest.Median(unbatched.rates), ms(unbatched.p(0.50)), ms(unbatched.p(0.99)),
+			rwhtest.Median(minimal.rates), ms(minimal.p(0.50)), ms(minimal.p(0.99)),
+			rwhtest.Spread(ratios(recv, minimal), 2, ""), rwhtest.Spread(ratios(unbatched, minimal), 2, ""), rwhtest.Spread(ratios(recv, unbatched), 2, ""),
+			(s2-scripts)/max(p2-pipelines, 1))
+		for _, s := range append(stats, bare) {
 			if s.failed > 0 {
 				failures = append(failures, fmt.Sprintf("c=%d %s: %d failed (%s)", c, s.name, s.failed, s.firstErr))
 			}
 		}
 	}
 	fmt.Println()
-	fmt.Printf("(b) receiver at a fixed rate with vegeta (%s each):\n", benchRateTime)
-	fmt.Printf("%-10s | %8s | %8s | %8s | %8s | %8s\n", "rate/s", "requests", "success", "p50", "p99", "max")
-	for _, rate := range []int{500, 2000} {
-		flush()
-		m := benchVegeta(fullURL, body, rate)
-		fmt.Printf("%-10d | %8d | %7.2f%% | %8s | %8s | %8s\n", rate, m.Requests, 100*m.Success,
-			ms(m.Latencies.P50), ms(m.Latencies.P99), ms(m.Latencies.Max))
-		if m.Success < 1 {
-			failures = append(failures, fmt.Sprintf("vegeta %d/s: success %.4f, errors %v", rate, m.Success, m.Errors))
+	fmt.Println("CPU per request, µs (this process: load generator and server; plus redis-server): median [min-max] of the rounds.")
+	fmt.Println("(b)/(c) by CPU: (c)'s CPU per request over (b)'s, the rate ratio of a machine with nothing else to do.")
+	fmt.Printf("%-3s | %-22s | %-22s | %-22s | %-22s | %-16s | %-16s\n", "c", "(a)", "(b)", "(b')", "(c)", "(b)/(c) by CPU", "(b)/(b') by CPU")
+	for _, row := range cpuTable {
+		fmt.Println(row)
+	}
+	fmt.Println()
+	fmt.Printf("At a fixed rate with vegeta: %d alternating rounds of %s per contender; p50, p99: median [min-max] of the rounds; max: of all rounds\n", benchRounds, benchRateTime)
+	fmt.Printf("%-15s | %-6s | %8s | %8s | %-26s | %-29s | %8s\n", "contender", "rate/s", "requests", "success", "p50", "p99", "max")
+	for _, rate := range benchRates {
+		results := make([][]vegeta.Metrics, len(contenders))
+		for round := range benchRounds {
+			for i := range contenders {
+				k := (i + round) % len(contenders)
+				flush()
+				results[k] = append(results[k], benchVegeta(contenders[k].url, body, rate))
+			}
+		}
+		for i, ct := range contenders {
+			var requests uint64
+			var success, p50, p99 []float64
+			var maxLatency time.Duration
+			for _, m := range results[i] {
+				requests += m.Requests
+				success = append(success, m.Success)
+				p50 = append(p50, float64(m.Latencies.P50.Microseconds())/1000)
+				p99 = append(p99, float64(m.Latencies.P99.Microseconds())/1000)
+				maxLatency = max(maxLatency, m.Latencies.Max)
+				if m.Success < 1 {
+					failures = append(failures, fmt.Sprintf("vegeta %s %d/s: success %.4f, errors %v", ct.name, rate, m.Success, m.Errors))
+				}
+			}
+			fmt.Printf("%-15s | %-6d | %8d | %7.2f%% | %-26s | %-29s | %8s\n", ct.name, rate, requests, 100*slices.Min(success),
+				rwhtest.Spread(p50, 2, "ms"), rwhtest.Spread(p99, 2, "ms"), ms(maxLatency))
 		}
 	}
 	fmt.Println()
+	failures = append(failures, benchProcesses(b, r, body, flush)...)
 	if len(failures) > 0 {
 		b.Errorf("failed requests: %s", strings.Join(failures, "; "))
+	}
+}
+
+// benchProcesses runs the receiver binary twice, batching on and off, as processes of their own
+// (flags as the operator renders them), and the minimal handler in a process of its own too,
+// and loads them alternately at benchProcessLoad; it prints their throughput, the CPU each
+// process and redis-server spent per request, and memory (VmHWM: the most the process ever had
+// resident). Measured per process, the CPU leaves the load generator out.
+func benchProcesses(b *testing.B, r *rwhtest.Redis, body []byte, flush func()) (failures []string) {
+	bin := rwhtest.OperatorBinary(b)
+	secrets := b.TempDir()
+	if err := os.WriteFile(filepath.Join(secrets, "key"), []byte(vectorSecret), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	admin := func() string { return "--admin-listen=127.0.0.1:" + strconv.Itoa(freePort(b)) }
+	receiver := func(name, flag string) *benchProcess {
+		listen, admin := freePort(b), admin()
+		return startBenchProcess(b, r, name, listen, "http://127.0.0.1:"+strings.TrimPrefix(admin, "--admin-listen=127.0.0.1:")+"/readyz", nil,
+			bin, "receiver", "--listen=127.0.0.1:"+strconv.Itoa(listen), admin, "--queue="+benchQueue, "--webhook=bench/hook",
+			"--secrets-dir="+secrets, "--redis-url="+r.URL(), "--log-level=warn", "--shutdown-delay=0s", "--shutdown-grace=1s", flag)
+	}
+	minimalPort := freePort(b)
+	procs := []*benchProcess{
+		receiver("(b) batched", "--enqueue-batching=true"),
+		receiver("(b') unbatched", "--enqueue-batching=false"),
+		startBenchProcess(b, r, "(c) minimal", minimalPort, "", []string{"RWH_BENCH_MINIMAL=127.0.0.1:" + strconv.Itoa(minimalPort) + "," + r.Addr()},
+			os.Args[0], "-test.run=^TestMinimalHandlerProcess$", "-test.count=1", "-test.timeout=0"),
+	}
+	fmt.Printf("As processes of their own: the receiver binary (%s) and the minimal handler; %d alternating rounds of %s per concurrency.\n", filepath.Base(bin), benchRounds, benchPhase)
+	fmt.Println("CPU: of the process and redis-server, µs per request; (b)/(c) by CPU: (c)'s over (b)'s. Rates and CPU: median [min-max] of the rounds.")
+	fmt.Println("Memory: peak RSS (VmHWM) so far; own (anonymous) and binary (file-backed, shared page cache) as resident after the rounds.")
+	fmt.Printf("%-15s | %-4s | %8s | %8s | %8s | %-20s | %-16s | %10s | %10s | %10s\n", "process", "c", "req/s", "p50", "p99", "CPU µs/req", "(b)/(c) by CPU", "peak RSS", "own", "binary")
+	for _, c := range benchProcessLoad {
+		stats := make([]*benchStats, len(procs))
+		for i, p := range procs {
+			stats[i] = &benchStats{name: p.name}
+		}
+		for round := range benchRounds {
+			for i := range procs {
+				k := (i + round) % len(procs)
+				flush()
+				stats[k].merge(metered(b, procs[k].meter, func() *benchStats { return benchHTTP(procs[k].url, body, c) }))
+			}
+		}
+		for i, p := range procs {
+			peak, own, file := "n/a", "n/a", "n/a"
+			if m, err := rwhtest.ProcessMemory(p.cmd.Process.Pid); err == nil {
+				peak, own, file = rwhtest.MiB(m.PeakRSS), rwhtest.MiB(m.Anon), rwhtest.MiB(m.File)
+			}
+			fmt.Printf("%-15s | %-4d | %8.0f | %8s | %8s | %-20s | %-16s | %10s | %10s | %10s\n", p.name, c, rwhtest.Median(stats[i].rates),
+				ms(stats[i].p(0.5)), ms(stats[i].p(0.99)), rwhtest.Spread(stats[i].cpu, 1, ""), rwhtest.Spread(cpuRatios(stats[i], stats[2]), 2, ""),
+				peak, own, file)
+			if stats[i].failed > 0 {
+				failures = append(failures, fmt.Sprintf("process %s c=%d: %d failed (%s)", p.name, c, stats[i].failed, stats[i].firstErr))
+			}
+		}
+	}
+	fmt.Println()
+	return failures
+}
+
+type benchProcess struct {
+	name  string
+	url   string
+	cmd   *exec.Cmd
+	meter *rwhtest.CPUMeter // the process and redis-server
+}
+
+func freePort(b *testing.B) int {
+	p, err := rwhtest.FreePort()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// startBenchProcess starts bin with args and env added, serving webhooks on port, and waits
+// until it is ready: readyURL answers 200, or (without one) the port answers HTTP at all.
+func startBenchProcess(b *testing.B, r *rwhtest.Redis, name string, port int, readyURL string, env []string, bin string, args ...string) *benchProcess {
+	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = rwhtest.ChildProcAttr()
+	cmd.Stderr = os.Stderr // stdout: logs at warn, or the test binary's PASS
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	b.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	rwhtest.EventuallyTrue(b, 20*time.Second, name+" ready", func() bool {
+		resp, err := http.Get(cmpOr(readyURL, url))
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return readyURL == "" || resp.StatusCode == http.StatusOK
+	})
+	return &benchProcess{name: name, url: url, cmd: cmd, meter: rwhtest.NewCPUMeter(r.Client(b), cmd.Process.Pid)}
+}
+
+// TestMinimalHandlerProcess is not a test: BenchmarkReceiver runs this test binary with
+// RWH_BENCH_MINIMAL=<listen address>,<redis address> to serve the minimal handler as a
+// process of its own, until SIGTERM.
+func TestMinimalHandlerProcess(t *testing.T) {
+	listen, redisAddr, ok := strings.Cut(os.Getenv("RWH_BENCH_MINIMAL"), ",")
+	if !ok {
+		t.Skip("run by BenchmarkReceiver")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: redisAddr, PoolSize: benchPoolSize})
+	defer func() { _ = client.Close() }()
+	err := admin.Serve(ctx, slog.New(slog.DiscardHandler), "minimal", listen, admin.NewServer(minimalHandler(client, mustWebhook(t), benchQueue)), time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -135,7 +317,38 @@ func benchBody() []byte {
 	return fmt.Appendf(nil, `{"type":"email.delivered","created_at":"2026-11-28T15:00:00.000Z","data":{"email_id":"56761188-7520-42d8-8898-ff6fc54ce618","from":"Acme <onboarding@resend.dev>","to":["delivered@resend.dev"],"subject":"Sending this example","pad":%q}}`, pad)
 }
 
-func benchServe(b *testing.B, h http.Handler) string {
+// benchReceiver serves a receiver handler wired as the command wires it: metrics, the in-flight
+// bound (default), the probe's verdict per request, logging at the production default level.
+func benchReceiver(b testing.TB, client *asynq.Client, enqueuer *Enqueuer, metrics *Metrics) string {
+	h, err := NewHandler(Options{
+		Client: client, Secrets: StaticSecrets{mustWebhook(b)}, Queue: benchQueue, Webhook: "bench/hook",
+		Enqueuer: enqueuer, Metrics: metrics, RedisHealth: (&redisProbe{}).failure,
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return benchServe(b, h)
+}
+
+func mustWebhook(b testing.TB) *svix.Webhook {
+	wh, err := svix.NewWebhook(vectorSecret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return wh
+}
+
+// batchCounts is the number of enqueue pipelines sent and of scripts they carried so far.
+func batchCounts(m *Metrics) (pipelines, scripts float64) {
+	var h dto.Metric
+	if err := m.batchSize.Write(&h); err != nil {
+		return 0, 0
+	}
+	return float64(h.GetHistogram().GetSampleCount()), h.GetHistogram().GetSampleSum()
+}
+
+func benchServe(b testing.TB, h http.Handler) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -184,6 +397,8 @@ type benchStats struct {
 	name      string
 	n, failed int
 	elapsed   time.Duration
+	rates     []float64 // per round
+	cpu       []float64 // per round: CPU µs per request (see metered)
 	latencies []time.Duration
 	firstErr  string
 }
@@ -193,12 +408,48 @@ func (s *benchStats) merge(o *benchStats) {
 	s.n += o.n
 	s.failed += o.failed
 	s.elapsed += o.elapsed
+	s.rates = append(s.rates, o.rate())
+	s.cpu = append(s.cpu, o.cpu...)
 	s.latencies = append(s.latencies, o.latencies...)
 	slices.Sort(s.latencies)
 	s.firstErr = cmpOr(s.firstErr, o.firstErr)
 }
 
 func (s *benchStats) rate() float64 { return float64(s.n) / s.elapsed.Seconds() }
+
+// metered runs a round and records the CPU time meter saw per request it completed.
+func metered(b *testing.B, meter *rwhtest.CPUMeter, round func() *benchStats) *benchStats {
+	before, err := meter.Now()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := round()
+	after, err := meter.Now()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.cpu = []float64{float64((after - before).Microseconds()) / float64(max(s.n, 1))}
+	return s
+}
+
+// cpuRatios are the per-round ratios of y's CPU per request to x's: how many of x's requests
+// the CPU of one of y's serves, the rate ratio x/y of a machine with nothing else to do.
+func cpuRatios(x, y *benchStats) []float64 {
+	out := make([]float64, min(len(x.cpu), len(y.cpu)))
+	for i := range out {
+		out[i] = y.cpu[i] / x.cpu[i]
+	}
+	return out
+}
+
+// ratios are the per-round ratios of x's rate to y's (rounds run back to back).
+func ratios(x, y *benchStats) []float64 {
+	out := make([]float64, min(len(x.rates), len(y.rates)))
+	for i := range out {
+		out[i] = x.rates[i] / y.rates[i]
+	}
+	return out
+}
 
 func (s *benchStats) p(q float64) time.Duration {
 	if len(s.latencies) == 0 {
@@ -325,4 +576,51 @@ func benchVegeta(url string, body []byte, rate int) vegeta.Metrics {
 	}
 	m.Close()
 	return m
+}
+
+// BenchmarkServeHTTP is one accepted webhook through Handler.ServeHTTP, without the network
+// in front of it (a recorder) but with the real enqueue, for profiles and allocation counts:
+//
+//	go test -run '^$' -bench BenchmarkServeHTTP -benchmem -cpuprofile cpu.out ./receiver/
+func BenchmarkServeHTTP(b *testing.B) {
+	for _, batching := range []bool{false, true} {
+		b.Run(fmt.Sprintf("batching=%v", batching), func(b *testing.B) {
+			r := rwhtest.StartRedis(b)
+			rdb := redis.NewClient(&redis.Options{Addr: r.Addr(), PoolSize: benchPoolSize})
+			b.Cleanup(func() { _ = rdb.Close() })
+			var enqueuer *Enqueuer
+			if batching {
+				var err error
+				if enqueuer, err = NewEnqueuer(rdb, EnqueuerOptions{Batch: true}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			h, err := NewHandler(Options{
+				Client: asynq.NewClientFromRedisClient(rdb), Secrets: StaticSecrets{mustWebhook(b)}, Queue: benchQueue,
+				Webhook: "bench/hook", Enqueuer: enqueuer, Metrics: NewMetrics(prometheus.NewRegistry(), "bench/hook"),
+				RedisHealth: (&redisProbe{}).failure,
+				Logger:      slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			body := benchBody()
+			headers := signedHeaders(fmt.Sprintf("msg_serve%d_", benchPrefix.Add(1)), body, b.N)
+			var next atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(16) // 32 requests at once on 2 cores
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+					req.Header = headers[next.Add(1)-1]
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, req)
+					if w.Code != http.StatusOK {
+						b.Errorf("status %d: %s", w.Code, w.Body)
+					}
+				}
+			})
+		})
+	}
 }

@@ -43,6 +43,7 @@ type config struct {
 	shutdownDelay       time.Duration
 	shutdownGrace       time.Duration
 	redisPoolSize       int
+	enqueueBatching     bool
 	logLevel            slog.Level
 	redis               redisconn.Flags
 }
@@ -69,6 +70,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM: keep listening (answering 503, /readyz failing) this long so endpoints drop the pod")
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 15*time.Second, "then: time in-flight requests get to finish before connections are closed")
 	fs.IntVar(&c.redisPoolSize, "redis-pool-size", 64, "Redis connections of the process (enqueues and readiness pings share them)")
+	fs.BoolVar(&c.enqueueBatching, "enqueue-batching", true, "send the enqueues of concurrent requests to Redis together, in one pipeline (each answer still waits for its own task); false: one round trip per request")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "debug logs every accepted webhook; info logs rejections; warn logs failures only")
 	c.redis.Register(fs)
 	if err := cli.Parse(fs, args, getenv); err != nil {
@@ -195,12 +197,6 @@ func serve(ctx context.Context, c *config, log *slog.Logger, hk hooks) error {
 	}
 	defer func() { _ = rdb.Close() }()
 	client := asynq.NewClientFromRedisClient(rdb) // one pool for enqueues and pings
-	var replicas *ReplicaAck
-	if c.minReplicas > 0 {
-		if replicas, err = NewReplicaAck(rdb, c.minReplicas, c.replicaTimeout); err != nil {
-			return err
-		}
-	}
 
 	reg := NewRegistry()
 	metrics := NewMetrics(reg, c.webhook)
@@ -208,12 +204,19 @@ func serve(ctx context.Context, c *config, log *slog.Logger, hk hooks) error {
 	if err != nil {
 		return err
 	}
+	var enqueuer *Enqueuer
+	if c.enqueueBatching || c.minReplicas > 0 {
+		enqueuer, err = NewEnqueuer(rdb, EnqueuerOptions{Batch: c.enqueueBatching, MinReplicas: c.minReplicas, ReplicaTimeout: c.replicaTimeout, Metrics: metrics})
+		if err != nil {
+			return err
+		}
+	}
 	redisHealth := &redisProbe{queue: c.queue, log: log, metrics: metrics}
 	h, err := NewHandler(Options{
 		Client: client, Secrets: secrets, Queue: c.queue, Webhook: c.webhook, Events: c.events,
 		MaxAttempts: c.maxAttempts, MaxDuration: c.maxDuration, DedupWindow: c.dedupWindow,
 		MaxBodyBytes: c.maxBodyBytes, Tolerance: c.tolerance, EnqueueTimeout: c.enqueueTimeout,
-		MaxInFlight: c.maxInFlight, RedisHealth: redisHealth.failure, Replicas: replicas,
+		MaxInFlight: c.maxInFlight, RedisHealth: redisHealth.failure, Enqueuer: enqueuer,
 		Metrics: metrics, Logger: log,
 	})
 	if err != nil {
@@ -230,7 +233,8 @@ func serve(ctx context.Context, c *config, log *slog.Logger, hk hooks) error {
 	}
 	log.Info("starting", "queue", c.queue, "webhook", c.webhook, "events", c.events, "max_attempts", c.maxAttempts,
 		"max_duration", c.maxDuration.String(), "dedup_window", c.dedupWindow.String(), "tolerance", c.tolerance.String(),
-		"max_in_flight", c.maxInFlight, "min_replicas", c.minReplicas, "replica_timeout", c.replicaTimeout.String())
+		"max_in_flight", c.maxInFlight, "min_replicas", c.minReplicas, "replica_timeout", c.replicaTimeout.String(),
+		"enqueue_batching", c.enqueueBatching)
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup

@@ -31,7 +31,8 @@ func TestFlagsDefaultsEnvAndValidation(t *testing.T) {
 	}
 	if c.listen != ":8080" || c.adminListen != ":9090" || c.queue != "team.resend" || c.maxAttempts != 3 ||
 		c.maxDuration != time.Minute || c.dedupWindow != 24*time.Hour || c.maxBodyBytes != 1<<20 || c.tolerance != 5*time.Minute ||
-		c.maxInFlight != 512 || c.minReplicas != 0 || c.replicaTimeout != time.Second || c.shutdownGrace != 15*time.Second {
+		c.maxInFlight != 512 || c.minReplicas != 0 || c.replicaTimeout != time.Second || c.shutdownGrace != 15*time.Second ||
+		!c.enqueueBatching {
 		t.Fatalf("defaults: %+v", c)
 	}
 	// 0 means 0: no grace and no delay at shutdown.
@@ -42,12 +43,13 @@ func TestFlagsDefaultsEnvAndValidation(t *testing.T) {
 	c, err = parseFlags([]string{"--max-attempts=7"}, env(map[string]string{
 		"RWH_SECRETS_DIR": "/etc/rwh/signing", "RWH_QUEUE": "q1", "RWH_EVENTS": "email.sent, email.bounced",
 		"RWH_MAX_ATTEMPTS": "2", "RWH_TOLERANCE": "1m", "RWH_MAX_BODY_BYTES": "10", "RWH_REDIS_URL": "redis://r:6380/3",
+		"RWH_ENQUEUE_BATCHING": "false",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.secretsDir != "/etc/rwh/signing" || c.queue != "q1" || !slices.Equal(c.events, []string{"email.sent", "email.bounced"}) ||
-		c.maxAttempts != 7 || c.tolerance != time.Minute || c.maxBodyBytes != 10 || c.redis.URL != "redis://r:6380/3" {
+		c.maxAttempts != 7 || c.tolerance != time.Minute || c.maxBodyBytes != 10 || c.redis.URL != "redis://r:6380/3" || c.enqueueBatching {
 		t.Fatalf("env fallback (flag wins over env): %+v", c)
 	}
 
@@ -92,7 +94,7 @@ func TestHelpExitsCleanly(t *testing.T) {
 	}
 	for _, f := range []string{"-listen", "-admin-listen", "-queue", "-secrets-dir", "-events", "-max-attempts", "-max-duration",
 		"-dedup-window", "-max-body-bytes", "-tolerance", "-webhook", "-redis-url", "-redis-password-file", "-max-in-flight",
-		"-min-replicas", "-replica-timeout", "RWH_"} {
+		"-min-replicas", "-replica-timeout", "-enqueue-batching", "RWH_"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("usage lacks %s", f)
 		}
@@ -401,6 +403,43 @@ func TestCommandReplicaFlags(t *testing.T) {
 	}
 	if logs := r.logs.String(); !strings.Contains(logs, `"min_replicas":1,"replica_timeout":"100ms"`) {
 		t.Errorf("the start line lacks the replica settings:\n%s", r.logs.Tail(20))
+	}
+}
+
+// TestCommandEnqueueBatchingFlag: batching is on by default and --enqueue-batching=false
+// turns it off: enqueues then take the plain path, one round trip each, and no pipeline is
+// counted.
+func TestCommandEnqueueBatchingFlag(t *testing.T) {
+	redis := rwhtest.StartRedis(t)
+	for _, tc := range []struct {
+		flag      string
+		pipelines bool
+	}{{"", true}, {"--enqueue-batching=false", false}} {
+		t.Run(cmpOr(tc.flag, "default"), func(t *testing.T) {
+			args := []string{"--secrets-dir=" + secretsDirWith(t, vectorSecret), "--webhook=ns/hook", "--redis-url=" + redis.URL()}
+			if tc.flag != "" {
+				args = append(args, tc.flag)
+			}
+			r := startCommand(t, args...)
+			eventually(t, 10*time.Second, "/readyz ok", func() bool { return r.get("/readyz") == 200 })
+			body := event("email.sent")
+			id := "msg_batching_" + strconv.FormatBool(tc.pipelines)
+			if resp := do(t, http.MethodPost, r.webhookURL, signed(t, vectorSecret, id, time.Now(), body), bytes.NewReader(body)); resp.code != 200 {
+				t.Fatalf("%d %s", resp.code, resp.body)
+			}
+			const sent = `rwh_receiver_enqueue_pipelines_total{flush="immediate",webhook="ns/hook"} `
+			metrics := scrape(t, r.adminURL+"/metrics")
+			i := slices.IndexFunc(metrics, func(l string) bool { return strings.HasPrefix(l, sent) })
+			if i < 0 {
+				t.Fatalf("no %s in the metrics", sent)
+			}
+			if counted := metrics[i] != sent+"0"; counted != tc.pipelines {
+				t.Errorf("pipelines counted: %v, want %v", counted, tc.pipelines)
+			}
+			if want := `"enqueue_batching":` + strconv.FormatBool(tc.pipelines); !strings.Contains(r.logs.String(), want) {
+				t.Errorf("the start line lacks %s:\n%s", want, r.logs.Tail(20))
+			}
+		})
 	}
 }
 

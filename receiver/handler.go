@@ -4,7 +4,6 @@ package receiver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -50,9 +49,10 @@ type Options struct {
 	// failed (requests that would be enqueued get 503 at once), nil when it succeeded or has
 	// not run yet.
 	RedisHealth func() error
-	// Replicas, when not nil, makes every 200 wait until the task is on enough Redis replicas.
-	// Client must be made from the redis client Replicas was created with.
-	Replicas *ReplicaAck
+	// Enqueuer, when not nil, batches the enqueues of concurrent requests and/or makes every
+	// 200 wait until the task is on enough Redis replicas (see Enqueuer). Client must be made
+	// from the redis client the Enqueuer was created with.
+	Enqueuer *Enqueuer
 	// Metrics, when not nil, records every answer.
 	Metrics *Metrics
 	// Logger, when not nil, logs every answer (200s at debug level, see docs/receiver.md).
@@ -88,7 +88,7 @@ type Handler struct {
 	maxInFlight    int64
 	inFlight       atomic.Int64
 	redisHealth    func() error
-	replicas       *ReplicaAck
+	enqueuer       *Enqueuer
 	replicaMarker  string // key of the marker write that precedes each WAIT
 	metrics        *Metrics
 	log            *slog.Logger
@@ -140,7 +140,7 @@ func NewHandler(o Options) (*Handler, error) {
 		enqueueTimeout: o.EnqueueTimeout,
 		maxInFlight:    int64(o.MaxInFlight),
 		redisHealth:    o.RedisHealth,
-		replicas:       o.Replicas,
+		enqueuer:       o.Enqueuer,
 		replicaMarker:  replicaMarkerKey(o.Queue),
 		metrics:        o.Metrics,
 		log:            o.Logger,
@@ -255,22 +255,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, req *request) ou
 	}
 
 	// Only now, with the signature checked, is the body parsed.
-	var event struct {
-		Type *string `json:"type"`
+	typ, failed, ok := eventType(body)
+	if !ok {
+		return failed
 	}
-	if err := json.Unmarshal(body, &event); err != nil {
-		if _, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
-			return outNoType
-		}
-		return outBodyNotJSON
-	}
-	if event.Type == nil || *event.Type == "" {
-		return outNoType
-	}
-	if !isToken(*event.Type) {
+	if !isToken(typ) {
 		return outBadType
 	}
-	req.eventType = *event.Type
+	req.eventType = typ
 	if h.events != nil && !h.events[req.eventType] {
 		return outFiltered
 	}
@@ -297,11 +289,13 @@ func (h *Handler) enqueue(ctx context.Context, req *request, body []byte, ts, si
 	})
 	// A client that hangs up must not abort an enqueue half-way: finish it, bounded.
 	timeout := h.enqueueTimeout
-	var wait *replicaWait
-	if h.replicas != nil {
-		wait = &replicaWait{marker: h.replicaMarker}
-		ctx = context.WithValue(ctx, replicaWaitKey{}, wait)
-		timeout += h.replicas.timeout
+	var enq *enqueueRequest
+	if h.enqueuer != nil {
+		enq = &enqueueRequest{marker: h.replicaMarker}
+		ctx = context.WithValue(ctx, enqueueRequestKey{}, enq)
+		if h.enqueuer.waitsForReplicas() {
+			timeout += h.enqueuer.replicaTimeout
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
@@ -317,9 +311,9 @@ func (h *Handler) enqueue(ctx context.Context, req *request, body []byte, ts, si
 		req.err = err
 		return outEnqueueFailed
 	}
-	if wait != nil {
+	if h.enqueuer.waitsForReplicas() {
 		// Also for a duplicate: its task may sit on the primary only (an earlier 503).
-		if err := h.replicas.check(wait); err != nil {
+		if err := h.enqueuer.checkReplicas(enq); err != nil {
 			req.err = err
 			return outReplicaShortfall
 		}

@@ -22,6 +22,8 @@ type Metrics struct {
 	redisUp        prometheus.Gauge
 	draining       prometheus.Gauge
 	suppressed     prometheus.Counter
+	batches        [numFlushReasons]prometheus.Counter
+	batchSize      prometheus.Histogram
 	inFlightGauge  prometheus.GaugeFunc
 	inFlight       atomic.Pointer[atomic.Int64] // the handler's counter, read at scrape time
 }
@@ -78,6 +80,18 @@ func NewMetrics(reg prometheus.Registerer, webhook string) *Metrics {
 			Help: "Log lines of rejected requests held back by the rate limit (the requests are still counted).",
 		}),
 	}
+	batches := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rwh_receiver_enqueue_pipelines_total",
+		Help: "Pipelines of enqueue scripts sent to Redis, by flush: immediate (none was in flight), queued (sent together after the one before), unbatched (--enqueue-batching=false with --min-replicas).",
+	}, []string{"flush"})
+	for r, name := range flushReasons {
+		m.batches[r] = batches.WithLabelValues(name)
+	}
+	m.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "rwh_receiver_enqueue_pipeline_size",
+		Help:    "Enqueue scripts per pipeline (webhook requests that shared one Redis round trip).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 8), // 1 … 128 = maxBatch
+	})
 	m.inFlightGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rwh_receiver_in_flight_requests",
 		Help: "Webhook requests being served right now (bounded by --max-in-flight).",
@@ -88,7 +102,8 @@ func NewMetrics(reg prometheus.Registerer, webhook string) *Metrics {
 		return 0
 	})
 	reg.MustRegister(m.requests, m.verifySeconds, m.enqueueSeconds, m.duplicates, m.filtered,
-		m.secretsLoaded, m.secretsInvalid, m.redisUp, m.draining, m.suppressed, m.inFlightGauge)
+		m.secretsLoaded, m.secretsInvalid, m.redisUp, m.draining, m.suppressed, m.inFlightGauge,
+		batches, m.batchSize)
 	for o := range outcome(numOutcomes) {
 		m.byOutcome[o] = m.requests.WithLabelValues(o.codeLabel(), o.reason())
 	}
@@ -137,6 +152,13 @@ func (m *Metrics) observeVerify(d time.Duration) {
 func (m *Metrics) observeEnqueue(d time.Duration) {
 	if m != nil {
 		m.enqueueSeconds.Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) observeBatch(size int, reason flushReason) {
+	if m != nil {
+		m.batches[reason].Inc()
+		m.batchSize.Observe(float64(size))
 	}
 }
 

@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,26 +16,20 @@ import (
 const testReplicaTimeout = 200 * time.Millisecond
 
 // replicatedFixture is a fixture whose redis has one replica in sync, and whose handler waits
-// for it.
-func replicatedFixture(t *testing.T) (*fixture, *rwhtest.Redis) {
+// for it, with enqueue batching on or off.
+func replicatedFixture(t *testing.T, batch bool) (*fixture, *rwhtest.Redis) {
 	t.Helper()
 	f := newFixture(t, nil)
 	replica := rwhtest.StartRedisReplica(t, f.redis)
-	withReplicaAck(t, f, 1)
+	withEnqueuer(t, f, EnqueuerOptions{Batch: batch, MinReplicas: 1, ReplicaTimeout: testReplicaTimeout})
 	return f, replica
 }
 
-// withReplicaAck serves f's handler through a client whose enqueues wait for minReplicas.
-func withReplicaAck(t *testing.T, f *fixture, minReplicas int) {
-	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: f.redis.Addr(), ReadTimeout: redisReadTimeout + testReplicaTimeout})
-	t.Cleanup(func() { _ = rdb.Close() })
-	ack, err := NewReplicaAck(rdb, minReplicas, testReplicaTimeout)
-	if err != nil {
-		t.Fatal(err)
+// withAndWithoutBatching runs test once with enqueue batching off and once with it on.
+func withAndWithoutBatching(t *testing.T, test func(t *testing.T, batch bool)) {
+	for _, batch := range []bool{false, true} {
+		t.Run("batching="+strconv.FormatBool(batch), func(t *testing.T) { test(t, batch) })
 	}
-	client := asynq.NewClientFromRedisClient(rdb)
-	f.serve(t, func(o *Options) { o.Client, o.Replicas = client, ack })
 }
 
 // onReplica reports whether the task with this id exists on the replica.
@@ -50,8 +45,10 @@ func onReplica(t *testing.T, replica *rwhtest.Redis, id string) bool {
 // TestReplicaAcknowledgement: with a replica up a 200 means the task is on it; with the replica
 // stopped the answer is 503, also for a re-delivery; once the replica is back the task the
 // primary kept is acknowledged as a duplicate and not enqueued again.
-func TestReplicaAcknowledgement(t *testing.T) {
-	f, replica := replicatedFixture(t)
+func TestReplicaAcknowledgement(t *testing.T) { withAndWithoutBatching(t, testReplicaAcknowledgement) }
+
+func testReplicaAcknowledgement(t *testing.T, batch bool) {
+	f, replica := replicatedFixture(t, batch)
 	body := event("email.sent")
 	post := func(id string) response { return f.deliver(t, id, body) }
 
@@ -96,7 +93,11 @@ func TestReplicaAcknowledgement(t *testing.T) {
 // The handler's connections wrote nothing since the freeze and all their writes were
 // acknowledged: a WAIT without a write of its own first would count the frozen replica.
 func TestReplicaAckCoversDuplicates(t *testing.T) {
-	f, replica := replicatedFixture(t)
+	withAndWithoutBatching(t, testReplicaAckCoversDuplicates)
+}
+
+func testReplicaAckCoversDuplicates(t *testing.T, batch bool) {
+	f, replica := replicatedFixture(t, batch)
 	body := event("email.sent")
 	post := func(id string) response { return f.deliver(t, id, body) }
 	for _, id := range []string{"msg_warm_1", "msg_warm_2"} { // connections with acknowledged writes
@@ -140,11 +141,11 @@ func TestReplicaAckNeedsItsClient(t *testing.T) {
 	f := newFixture(t, nil)
 	rdb := redis.NewClient(&redis.Options{Addr: f.redis.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	ack, err := NewReplicaAck(rdb, 1, testReplicaTimeout)
+	enq, err := NewEnqueuer(rdb, EnqueuerOptions{MinReplicas: 1, ReplicaTimeout: testReplicaTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.serve(t, func(o *Options) { o.Replicas = ack }) // o.Client is the fixture's own client
+	f.serve(t, func(o *Options) { o.Enqueuer = enq }) // o.Client is the fixture's own client
 	body := event("email.sent")
 	if r := f.deliver(t, "msg_nohook", body); r.code != http.StatusServiceUnavailable {
 		t.Fatalf("got %d %s, want 503", r.code, r.body)
@@ -155,9 +156,9 @@ func TestReplicaAckNeedsItsClient(t *testing.T) {
 	for _, bad := range []struct {
 		n int
 		d time.Duration
-	}{{0, time.Second}, {1, 0}, {1, time.Microsecond}} {
-		if _, err := NewReplicaAck(rdb, bad.n, bad.d); err == nil {
-			t.Errorf("NewReplicaAck(%d, %s) accepted", bad.n, bad.d)
+	}{{-1, time.Second}, {1, 0}, {1, time.Microsecond}} {
+		if _, err := NewEnqueuer(rdb, EnqueuerOptions{MinReplicas: bad.n, ReplicaTimeout: bad.d}); err == nil {
+			t.Errorf("NewEnqueuer(min replicas %d, timeout %s) accepted", bad.n, bad.d)
 		}
 	}
 }

@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"slices"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,7 +24,7 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 
-// BenchmarkWorker drains N pre-enqueued 1 KB events (enqueued as the receiver does) three ways
+// BenchmarkWorker drains N pre-enqueued 1 KB events (enqueued as the receiver does) four ways
 // on the same Redis with the same concurrency and poll intervals, alternating over rounds:
 //
 //	bare:  a bare asynq.Server with a no-op handler (the yardstick)
@@ -32,12 +35,13 @@ import (
 //
 // Each round runs the four variants back to back (order rotated per round) and computes the
 // ratios sink/bare, sdk/bare and sink/post within the round, because the CPU is shared with
-// whatever else runs; it reports the medians. RWH_BENCH_TASKS (default 10000) and
+// whatever else runs; it reports their median and spread, at concurrency 10 (the default) and
+// 100. Then the worker binary drains N events to the same sink as a process of its own, at
+// both concurrencies: its rate and memory. RWH_BENCH_TASKS (default 10000) and
 // RWH_BENCH_ROUNDS (default 5) change the size.
 func BenchmarkWorker(b *testing.B) {
 	n := envInt("RWH_BENCH_TASKS", 10000)
 	rounds := envInt("RWH_BENCH_ROUNDS", 5)
-	const concurrency = 10
 	r := testutil.StartRedis(b)
 	opt := asynq.RedisClientOpt{Addr: r.Addr()}
 
@@ -50,63 +54,123 @@ func BenchmarkWorker(b *testing.B) {
 
 	body := eventBody(EventEmailDelivered, 1024)
 	kinds := []string{"bare", "sdk", "sink", "post"}
-	tput := map[string][]float64{}   // per kind, one figure per round
-	ratios := map[string][]float64{} // per ratio, computed within each round (the CPU is shared)
-	for round := range b.N * rounds {
-		got := map[string]float64{}
-		for i := range kinds { // rotate the order so no variant always runs first or last
-			kind := kinds[(i+round)%len(kinds)]
-			queue := fmt.Sprintf("bench.%s.%d", kind, round)
-			enqueueMany(b, opt, queue, n, body)
-			var handled atomic.Int64
-			count := &handled
-			if kind == "sink" || kind == "post" {
-				delivered.Store(0)
-				count = &delivered
+	fmt.Printf("\nBenchmarkWorker: %d tasks x 1 KB per variant and round, %d rounds, order rotated; Redis, the sink and the worker share GOMAXPROCS=%d.\n"+
+		"Rates: median of the rounds; ratios: median [min-max] of the per-round ratios.\n", n, rounds, runtime.GOMAXPROCS(0))
+	fmt.Printf("%-4s | %8s | %8s | %8s | %8s | %-16s | %-16s | %-16s\n", "c", "bare/s", "sdk/s", "sink/s", "post/s", "sdk/bare", "sink/bare", "sink/post (goal >= 1.0)")
+	fmt.Println(strings.Repeat("-", 115))
+	meter := testutil.NewCPUMeter(r.Client(b), 0)
+	var cpuTable []string
+	for _, concurrency := range []int{10, 100} {
+		tput := map[string][]float64{}   // per kind, one figure per round
+		ratios := map[string][]float64{} // per ratio, computed within each round (the CPU is shared)
+		cpu := map[string][]float64{}    // per kind, CPU µs per task of each round
+		for round := range b.N * rounds {
+			got := map[string]float64{}
+			for i := range kinds { // rotate the order so no variant always runs first or last
+				kind := kinds[(i+round)%len(kinds)]
+				queue := fmt.Sprintf("bench.%s.%d.%d", kind, concurrency, round)
+				enqueueMany(b, opt, queue, n, body)
+				var handled atomic.Int64
+				count := &handled
+				if kind == "sink" || kind == "post" {
+					delivered.Store(0)
+					count = &delivered
+				}
+				before, err := meter.Now()
+				if err != nil {
+					b.Fatal(err)
+				}
+				elapsed := drain(b, kind, opt, queue, concurrency, sink.URL, n, count, &handled)
+				after, err := meter.Now()
+				if err != nil {
+					b.Fatal(err)
+				}
+				got[kind] = float64(n) / elapsed.Seconds()
+				tput[kind] = append(tput[kind], got[kind])
+				cpu[kind] = append(cpu[kind], float64((after-before).Microseconds())/float64(n))
 			}
-			elapsed := drain(b, kind, opt, queue, concurrency, sink.URL, n, count, &handled)
-			got[kind] = float64(n) / elapsed.Seconds()
-			tput[kind] = append(tput[kind], got[kind])
-			b.Logf("round %d %-4s: %d tasks in %s = %.0f tasks/s", round+1, kind, n, elapsed.Round(time.Millisecond), got[kind])
+			ratios["sink/bare"] = append(ratios["sink/bare"], got["sink"]/got["bare"])
+			ratios["sdk/bare"] = append(ratios["sdk/bare"], got["sdk"]/got["bare"])
+			ratios["sink/post"] = append(ratios["sink/post"], got["sink"]/got["post"])
+			n := len(cpu["bare"]) - 1 // by CPU: the other's CPU per task over ours, as for rates
+			ratios["sdk/bare cpu"] = append(ratios["sdk/bare cpu"], cpu["bare"][n]/cpu["sdk"][n])
+			ratios["sink/bare cpu"] = append(ratios["sink/bare cpu"], cpu["bare"][n]/cpu["sink"][n])
+			ratios["sink/post cpu"] = append(ratios["sink/post cpu"], cpu["post"][n]/cpu["sink"][n])
 		}
-		ratios["sink/bare"] = append(ratios["sink/bare"], got["sink"]/got["bare"])
-		ratios["sdk/bare"] = append(ratios["sdk/bare"], got["sdk"]/got["bare"])
-		ratios["sink/post"] = append(ratios["sink/post"], got["sink"]/got["post"])
+		cpuTable = append(cpuTable, fmt.Sprintf("%-4d | %-18s | %-18s | %-18s | %-18s | %-16s | %-16s | %-16s", concurrency,
+			testutil.Spread(cpu["bare"], 1, ""), testutil.Spread(cpu["sdk"], 1, ""), testutil.Spread(cpu["sink"], 1, ""), testutil.Spread(cpu["post"], 1, ""),
+			testutil.Spread(ratios["sdk/bare cpu"], 2, ""), testutil.Spread(ratios["sink/bare cpu"], 2, ""), testutil.Spread(ratios["sink/post cpu"], 2, "")))
+		fmt.Printf("%-4d | %8.0f | %8.0f | %8.0f | %8.0f | %-16s | %-16s | %-16s\n", concurrency,
+			testutil.Median(tput["bare"]), testutil.Median(tput["sdk"]), testutil.Median(tput["sink"]), testutil.Median(tput["post"]),
+			testutil.Spread(ratios["sdk/bare"], 2, ""), testutil.Spread(ratios["sink/bare"], 2, ""), testutil.Spread(ratios["sink/post"], 2, ""))
+		for _, k := range kinds {
+			b.ReportMetric(testutil.Median(tput[k]), fmt.Sprintf("%s_c%d_tasks/s", k, concurrency))
+		}
 	}
-	for _, k := range kinds {
-		b.ReportMetric(median(tput[k]), k+"_tasks/s")
+	fmt.Println()
+	fmt.Println("CPU per task, µs (this process: the consumer and the sink, not the enqueue before; plus redis-server): median [min-max] of the rounds.")
+	fmt.Println("Ratios by CPU: the other's CPU per task over ours, the rate ratio of a machine with nothing else to do.")
+	fmt.Printf("%-4s | %-18s | %-18s | %-18s | %-18s | %-16s | %-16s | %-16s\n", "c", "bare", "sdk", "sink", "post", "sdk/bare", "sink/bare", "sink/post")
+	for _, row := range cpuTable {
+		fmt.Println(row)
 	}
-	for k, v := range ratios {
-		b.ReportMetric(median(v), k)
-	}
-	fmt.Printf("BenchmarkWorker: %d tasks x 1 KB per variant, concurrency %d, median of %d rounds (ratios taken within each round):\n"+
-		"  bare asynq, no-op handler      %6.0f/s\n"+
-		"  worker SDK, no-op handler      %6.0f/s  sdk/bare  = %.2f  %s\n"+
-		"  worker -> HTTP no-op sink      %6.0f/s  sink/bare = %.2f  %s  (goal >= 0.7)\n"+
-		"  bare asynq + minimal http POST %6.0f/s  sink/post = %.2f  %s\n",
-		n, concurrency, rounds, median(tput["bare"]),
-		median(tput["sdk"]), median(ratios["sdk/bare"]), fmtAll(ratios["sdk/bare"]),
-		median(tput["sink"]), median(ratios["sink/bare"]), fmtAll(ratios["sink/bare"]),
-		median(tput["post"]), median(ratios["sink/post"]), fmtAll(ratios["sink/post"]))
+	fmt.Println()
+	benchWorkerProcess(b, r, opt, sink.URL, body, n, rounds, &delivered)
 }
 
-func median(v []float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	if len(s) == 0 {
-		return 0
+// benchWorkerProcess runs the worker binary (flags as the operator renders them, the sink as
+// --sink-url) on a queue of n pre-enqueued events, once per round and concurrency, and prints
+// its rate (first to last delivery, so startup does not count) and memory.
+func benchWorkerProcess(b *testing.B, r *testutil.Redis, opt asynq.RedisConnOpt, sinkURL string, body []byte, n, rounds int, delivered *atomic.Int64) {
+	bin := testutil.OperatorBinary(b)
+	fmt.Printf("The worker binary as a process of its own (%s) draining %d events to the sink, %d rounds:\n", filepath.Base(bin), n, rounds)
+	fmt.Println("Memory: peak RSS (VmHWM); own (anonymous) and binary (file-backed, shared page cache) as resident at the end.")
+	fmt.Println("CPU: of the worker process and redis-server from the first delivery to the last, µs per task, median [min-max].")
+	fmt.Printf("%-14s | %8s | %-18s | %10s | %10s | %10s\n", "concurrency", "tasks/s", "CPU µs/task", "peak RSS", "own", "binary")
+	for _, concurrency := range []int{10, 100} {
+		var rates, cpu []float64
+		var mem testutil.Memory
+		for round := range rounds {
+			queue := fmt.Sprintf("bench.process.%d.%d", concurrency, round)
+			enqueueMany(b, opt, queue, n, body)
+			delivered.Store(0)
+			admin, err := testutil.FreePort()
+			if err != nil {
+				b.Fatal(err)
+			}
+			cmd := exec.Command(bin, "worker", "--queue="+queue, "--redis-url="+r.URL(), "--sink-url="+sinkURL,
+				"--concurrency="+strconv.Itoa(concurrency), "--admin-listen=127.0.0.1:"+strconv.Itoa(admin),
+				"--poll-interval=100ms", "--log-level=warn", "--shutdown-grace=1s")
+			cmd.SysProcAttr = testutil.ChildProcAttr()
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			meter := testutil.NewCPUMeter(r.Client(b), cmd.Process.Pid)
+			testutil.EventuallyTrue(b, 20*time.Second, "first delivery", func() bool { return delivered.Load() > 0 })
+			start := time.Now()
+			cpuBefore, err := meter.Now()
+			if err != nil {
+				b.Fatal(err)
+			}
+			first := delivered.Load()
+			testutil.EventuallyTrue(b, 10*time.Minute, "all delivered", func() bool { return delivered.Load() >= int64(n) })
+			rates = append(rates, float64(int64(n)-first)/time.Since(start).Seconds())
+			if cpuAfter, err := meter.Now(); err == nil {
+				cpu = append(cpu, float64((cpuAfter-cpuBefore).Microseconds())/float64(int64(n)-first))
+			}
+			if m, err := testutil.ProcessMemory(cmd.Process.Pid); err == nil {
+				mem.PeakRSS, mem.Anon, mem.File = max(mem.PeakRSS, m.PeakRSS), max(mem.Anon, m.Anon), max(mem.File, m.File)
+			}
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			if err := cmd.Wait(); err != nil {
+				b.Errorf("worker process: %v", err)
+			}
+		}
+		fmt.Printf("%-14d | %8.0f | %-18s | %10s | %10s | %10s\n", concurrency, testutil.Median(rates), testutil.Spread(cpu, 1, ""),
+			testutil.MiB(mem.PeakRSS), testutil.MiB(mem.Anon), testutil.MiB(mem.File))
 	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func fmtAll(v []float64) string {
-	parts := make([]string, len(v))
-	for i, x := range v {
-		parts[i] = fmt.Sprintf("%.2f", x)
-	}
-	return "[" + strings.Join(parts, " ") + "]"
+	fmt.Println()
 }
 
 // drain runs one kind of consumer on queue until count reaches n and returns the time it took.
@@ -198,4 +262,78 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// BenchmarkSinkPost is one POST of a 1 KB event to a local no-op sink, by the Sink (with and
+// without a signing secret) and by a minimal http.Client.Do, for profiles and allocation
+// counts without asynq and Redis around them:
+//
+//	go test -run '^$' -bench BenchmarkSinkPost -benchmem -cpuprofile cpu.out ./worker/
+func BenchmarkSinkPost(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) }))
+	defer srv.Close()
+	secret := filepath.Join(b.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	ev := &Event{ID: "msg_bench", Type: EventEmailDelivered, Body: eventBody(EventEmailDelivered, 1024)}
+	const conns = 16
+	for _, tc := range []struct{ name, secret string }{{"sink", ""}, {"sink-signed", secret}} {
+		b.Run(tc.name, func(b *testing.B) {
+			s, err := NewSink(SinkConfig{URL: srv.URL + "/hook?token=x", Timeout: 10 * time.Second, SecretFile: tc.secret, MaxConns: conns}, slog.New(slog.DiscardHandler), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			b.ReportAllocs()
+			b.SetParallelism(conns / 2)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := s.HandleEvent(context.Background(), ev); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+	b.Run("post", func(b *testing.B) {
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns}}
+		defer client.CloseIdleConnections()
+		b.ReportAllocs()
+		b.SetParallelism(conns / 2)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, srv.URL+"/hook?token=x", bytes.NewReader(ev.Body))
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+			}
+		})
+	})
+}
+
+// BenchmarkProcessTask is the worker's own work around one event (routing, the event, the
+// breaker, metrics) with a no-op handler, without asynq's dequeue and completion around it:
+//
+//	go test -run '^$' -bench BenchmarkProcessTask -benchmem -cpuprofile cpu.out ./worker/
+func BenchmarkProcessTask(b *testing.B) {
+	w, err := New(Config{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w.HandleFunc("*", func(context.Context, *Event) error { return nil })
+	t := newReceiverTask(EventEmailDelivered, "msg_bench", eventBody(EventEmailDelivered, 1024))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // as asynq gives it
+	defer cancel()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := w.processTask(ctx, t); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -74,15 +74,16 @@ func redactURL(u *url.URL) string {
 // retried per the retry policy; any other 4xx → dead-lettered at once (the sink rejected the
 // event itself). Errors never show the URL's path or query.
 type Sink struct {
-	cfg     SinkConfig
-	shown   string // the URL as errors may show it
-	client  *http.Client
-	secret  *secretFile
-	log     *slog.Logger
-	results *prometheus.CounterVec
-	byClass map[int]prometheus.Counter // status/100 → counter, resolved once
-	timeout prometheus.Counter
-	failed  prometheus.Counter
+	cfg       SinkConfig
+	url       *url.URL // parsed once; every request shares it (nothing writes to it)
+	shown     string   // the URL as errors may show it
+	transport *http.Transport
+	secret    *secretFile
+	log       *slog.Logger
+	results   *prometheus.CounterVec
+	byClass   map[int]prometheus.Counter // status/100 → counter, resolved once
+	timeout   prometheus.Counter
+	failed    prometheus.Counter
 }
 
 // NewSink validates cfg, loads the secret (failing when the file is unusable) and registers
@@ -92,7 +93,7 @@ func NewSink(cfg SinkConfig, log *slog.Logger, reg prometheus.Registerer) (*Sink
 		return nil, err
 	}
 	u, _ := url.Parse(cfg.URL) // Validate parsed it
-	s := &Sink{cfg: cfg, shown: redactURL(u), client: newSinkClient(cfg), log: log}
+	s := &Sink{cfg: cfg, url: u, shown: redactURL(u), transport: newSinkTransport(cfg), log: log}
 	if cfg.SecretFile != "" {
 		s.secret = &secretFile{path: cfg.SecretFile, log: log}
 		if _, err := s.secret.load(time.Now()); err != nil {
@@ -116,11 +117,13 @@ func NewSink(cfg SinkConfig, log *slog.Logger, reg prometheus.Registerer) (*Sink
 	return s, nil
 }
 
-// newSinkClient is one pooled client for all attempts: keep-alive connections up to the
-// worker's concurrency, bounded dials, no redirects (a POST must not silently become a GET).
-func newSinkClient(cfg SinkConfig) *http.Client {
+// newSinkTransport is one pool of keep-alive connections for all attempts, as many as the
+// worker's concurrency, with bounded dials. The sink gets the transport, not an http.Client:
+// a POST must not follow redirects (it would silently become a GET), and the client's
+// redirect bookkeeping copies every request's headers for nothing.
+func newSinkTransport(cfg SinkConfig) *http.Transport {
 	conns := max(cfg.MaxConns, 2)
-	tr := &http.Transport{
+	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: min(cfg.Timeout, 5*time.Second), KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     true,
@@ -131,30 +134,30 @@ func newSinkClient(cfg SinkConfig) *http.Client {
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true, // the answer is drained, never read: no gzip negotiation
 	}
-	return &http.Client{
-		Transport:     tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
 }
 
 func (s *Sink) passThrough() {} // forwards Body as is; needs no decoded envelope
 
 // Close releases idle connections.
-func (s *Sink) Close() { s.client.CloseIdleConnections() }
+func (s *Sink) Close() { s.transport.CloseIdleConnections() }
+
+// Header names and fixed values of every POST, canonical and shared: no allocation per request.
+var (
+	sinkContentType = []string{"application/json"}
+	sinkUserAgent   = []string{"resend-webhook-operator-worker"}
+)
 
 // HandleEvent POSTs ev to the sink.
 func (s *Sink) HandleEvent(ctx context.Context, ev *Event) error {
 	ctx, cancel := withTimeoutIfSooner(ctx, s.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(ev.Body))
-	if err != nil {
-		return Permanent(fmt.Errorf("build sink request: %w", err))
-	}
 	now := time.Now()
-	req.Header.Set("content-type", "application/json")
-	req.Header.Set("user-agent", "resend-webhook-operator-worker")
-	req.Header.Set("webhook-id", ev.ID)
-	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	hdr := http.Header{
+		"Content-Type":      sinkContentType,
+		"User-Agent":        sinkUserAgent,
+		"Webhook-Id":        {ev.ID},
+		"Webhook-Timestamp": {strconv.FormatInt(now.Unix(), 10)},
+	}
 	if s.secret != nil {
 		wh, err := s.secret.load(now)
 		if err != nil {
@@ -164,9 +167,22 @@ func (s *Sink) HandleEvent(ctx context.Context, ev *Event) error {
 		if err != nil {
 			return fmt.Errorf("sign sink request: %w", err)
 		}
-		req.Header.Set("webhook-signature", sig)
+		hdr["Webhook-Signature"] = []string{sig}
 	}
-	resp, err := s.client.Do(req)
+	body := ev.Body
+	req := (&http.Request{
+		Method:        http.MethodPost,
+		URL:           s.url,
+		Host:          s.url.Host,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        hdr,
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
+		ContentLength: int64(len(body)),
+	}).WithContext(ctx)
+	resp, err := s.transport.RoundTrip(req)
 	if err != nil {
 		return s.transportError(ctx, err)
 	}
@@ -179,13 +195,11 @@ func (s *Sink) HandleEvent(ctx context.Context, ev *Event) error {
 	return sinkOutcome(resp.StatusCode, resp.Header.Get("Retry-After"), now)
 }
 
-// transportError maps a failed POST (no answer) to the error the worker stores and logs: the
-// *url.Error's URL is replaced by scheme and host, and a sink that cannot be reached is
-// Unavailable. A cancelled context (the worker stops) says nothing about the sink.
+// transportError maps a failed POST (no answer) to the error the worker stores and logs: it
+// names the URL by scheme and host only, and a sink that cannot be reached is Unavailable. A
+// cancelled context (the worker stops) says nothing about the sink.
 func (s *Sink) transportError(ctx context.Context, err error) error {
-	if ue, ok := errors.AsType[*url.Error](err); ok {
-		err = fmt.Errorf("%s %s: %w", ue.Op, s.shown, ue.Err)
-	}
+	err = fmt.Errorf("Post %s: %w", s.shown, err)
 	if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 		if errors.Is(err, context.Canceled) {
 			s.failed.Inc()

@@ -1,0 +1,284 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Enqueuer is the go-redis hook through which the handler's enqueues reach Redis. asynq
+// enqueues a task with one script call (EVALSHA, or EVAL after a NOSCRIPT). For a webhook
+// request the hook does two things.
+//
+// Batching sends the scripts of concurrent requests together in one pipeline: one round trip,
+// one write and one read for all of them. It never waits for company: a script is sent at once
+// when fewer than maxPipelines pipelines are in flight; scripts that arrive while they all are
+// wait for the first to finish and then go together (group commit). So a lone request takes the
+// same single round trip as without batching, and batches grow with the load. Each request
+// still gets its own script's answer: its own 200, its own duplicate (a second script for the
+// same svix-id in one pipeline finds the first one's task), its own error.
+//
+// Replica acknowledgement (--min-replicas) makes a 200 mean "on at least N replicas". Redis
+// WAIT counts the replicas that acknowledged the writes of the connection it is sent on, and
+// the asynq client takes a connection from the pool per command; so every pipeline (with
+// batching off: one per request) ends with
+//
+//	INCR <marker>   a write of this connection after the tasks' own, so that the WAIT also
+//	                covers a task written earlier on another connection (a duplicate, whose
+//	                script wrote nothing now; e.g. a delivery that got 503 for lack of replicas)
+//	WAIT N timeout  replication offsets are ordered, so this covers all the writes before it
+//
+// and one WAIT covers a whole batch.
+//
+// Commands without an enqueue request in their context (pings, the queue set) are not touched.
+type Enqueuer struct {
+	rdb            redis.UniversalClient
+	batch          bool
+	minReplicas    int
+	replicaTimeout time.Duration
+	metrics        *Metrics
+
+	mu      sync.Mutex
+	sending int        // pipelines in flight (at most maxPipelines)
+	queue   []*pending // scripts waiting for a pipeline, oldest first
+}
+
+// EnqueuerOptions configure NewEnqueuer.
+type EnqueuerOptions struct {
+	// Batch sends the enqueues of concurrent requests together (--enqueue-batching).
+	Batch bool
+	// MinReplicas > 0 makes every 200 wait until the task is on that many replicas.
+	MinReplicas int
+	// ReplicaTimeout bounds the WAIT (at least 1ms; WAIT's 0 would wait forever).
+	ReplicaTimeout time.Duration
+	// Metrics, when not nil, counts pipelines by flush reason and size.
+	Metrics *Metrics
+}
+
+const (
+	// maxPipelines is how many pipelines may be in flight at once. One keeps the batches
+	// deepest: while it is in flight the next batch gathers. More measured no faster (the
+	// benchmark section of docs/receiver.md).
+	maxPipelines = 1
+	// maxBatch and maxBatchBytes bound one pipeline (it always takes at least one script):
+	// enough to amortise a round trip, small enough that Redis does not stall other clients
+	// for long on one batch.
+	maxBatch      = 128
+	maxBatchBytes = 1 << 20
+)
+
+// NewEnqueuer installs the hook on rdb, which must be the client the handler's asynq.Client is
+// made from (asynq.NewClientFromRedisClient). With MinReplicas > 0, rdb's read timeout must
+// exceed ReplicaTimeout: go-redis extends it for a WAIT sent alone, not for one in a pipeline.
+func NewEnqueuer(rdb redis.UniversalClient, o EnqueuerOptions) (*Enqueuer, error) {
+	if o.MinReplicas < 0 || (o.MinReplicas > 0 && o.ReplicaTimeout < time.Millisecond) {
+		return nil, fmt.Errorf("receiver: replica acknowledgement needs at least 1 replica and a timeout of at least 1ms, got %d and %s", o.MinReplicas, o.ReplicaTimeout)
+	}
+	e := &Enqueuer{rdb: rdb, batch: o.Batch, minReplicas: o.MinReplicas, replicaTimeout: o.ReplicaTimeout, metrics: o.Metrics}
+	rdb.AddHook(e)
+	return e, nil
+}
+
+// pending is one script on its way through a pipeline. The pipeline runs a copy of the
+// caller's command, so that a caller that gave up (its enqueue timeout) can return while the
+// pipeline still writes the result; a caller that waits copies the result after it is signalled.
+type pending struct {
+	ctx    context.Context
+	script *redis.Cmd // the copy the pipeline runs
+	size   int        // approximate bytes of its arguments
+	marker string
+	wait   replicaWait
+	// done receives once: nil when script (and wait) hold the result, or the batch this
+	// caller must send (it is batch[0]) because the pipeline before it finished.
+	done chan []*pending
+}
+
+// DialHook implements redis.Hook.
+func (e *Enqueuer) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessPipelineHook implements redis.Hook.
+func (e *Enqueuer) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// ProcessHook implements redis.Hook: the enqueue script of a webhook request goes through a
+// pipeline (see Enqueuer).
+func (e *Enqueuer) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		req, ok := ctx.Value(enqueueRequestKey{}).(*enqueueRequest)
+		if !ok || (!e.batch && e.minReplicas == 0) {
+			return next(ctx, cmd)
+		}
+		c, ok := cmd.(*redis.Cmd)
+		if name := cmd.Name(); !ok || (name != "evalsha" && name != "eval") {
+			return next(ctx, cmd)
+		}
+		p := &pending{ctx: ctx, script: redis.NewCmd(ctx, c.Args()...), size: argsSize(c.Args()), marker: req.marker, done: make(chan []*pending, 1)}
+		if err := e.submit(ctx, p); err != nil {
+			return err
+		}
+		c.SetVal(p.script.Val())
+		if err := p.script.Err(); err != nil {
+			return err // Client.Process sets it on c
+		}
+		if e.minReplicas > 0 {
+			req.replicaWait = p.wait
+		}
+		return nil
+	}
+}
+
+// submit sends p, alone or with others, and returns once p's result is in p, or with ctx's
+// error when ctx ends first.
+func (e *Enqueuer) submit(ctx context.Context, p *pending) error {
+	if !e.batch { // replica acknowledgement only: a pipeline of its own, as before batching
+		e.send([]*pending{p}, flushAlone)
+		return nil
+	}
+	e.mu.Lock()
+	if e.sending < maxPipelines { // nothing to wait for: go at once (the queue is empty)
+		e.sending++
+		e.mu.Unlock()
+		e.run([]*pending{p}, flushImmediate)
+		return nil
+	}
+	e.queue = append(e.queue, p)
+	e.mu.Unlock()
+	select {
+	case batch := <-p.done:
+		if batch != nil {
+			e.run(batch, flushQueued)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	e.mu.Lock()
+	if i := slices.Index(e.queue, p); i >= 0 { // not sent: withdraw it
+		e.queue = slices.Delete(e.queue, i, i+1)
+		e.mu.Unlock()
+		return ctx.Err()
+	}
+	e.mu.Unlock()
+	select {
+	case batch := <-p.done: // done meanwhile, or this caller must send the next batch
+		if batch != nil {
+			e.run(batch, flushQueued) // the others wait for it; its own deadline is not theirs
+		}
+		return nil
+	default: // in a pipeline in flight; its result no longer matters to this caller
+		return ctx.Err()
+	}
+}
+
+// run sends batch (batch[0] is the caller), hands the pipeline slot to the scripts that queued
+// meanwhile, and then tells the batch's other callers their results are in.
+func (e *Enqueuer) run(batch []*pending, reason flushReason) {
+	e.send(batch, reason)
+	e.mu.Lock()
+	if len(e.queue) == 0 {
+		e.sending--
+	} else {
+		next := e.takeBatch()
+		next[0].done <- next // under mu: a caller that gives up sees it (submit)
+	}
+	e.mu.Unlock()
+	for _, p := range batch[1:] {
+		p.done <- nil
+	}
+}
+
+// takeBatch removes the next batch from the queue: the oldest scripts, up to maxBatch of
+// them and about maxBatchBytes (always at least one). Called with mu held.
+func (e *Enqueuer) takeBatch() []*pending {
+	n, size := 0, 0
+	for n < len(e.queue) && n < maxBatch && (n == 0 || size+e.queue[n].size <= maxBatchBytes) {
+		size += e.queue[n].size
+		n++
+	}
+	batch := slices.Clone(e.queue[:n])
+	e.queue = slices.Delete(e.queue, 0, n) // keeps the backing array: no allocation per batch
+	return batch
+}
+
+// send runs the scripts of batch in one pipeline, followed by INCR marker and WAIT when
+// replicas must acknowledge. The pipeline may run until the latest deadline of its callers:
+// each caller stops waiting at its own.
+func (e *Enqueuer) send(batch []*pending, reason flushReason) {
+	ctx := context.WithoutCancel(batch[0].ctx)
+	var deadline time.Time
+	for _, p := range batch {
+		d, ok := p.ctx.Deadline()
+		if !ok {
+			deadline = time.Time{}
+			break
+		}
+		if d.After(deadline) {
+			deadline = d
+		}
+	}
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	pipe := e.rdb.Pipeline()
+	for _, p := range batch {
+		_ = pipe.Process(ctx, p.script)
+	}
+	var marker *redis.IntCmd
+	var wait *redis.IntCmd
+	if e.minReplicas > 0 {
+		marker = pipe.Incr(ctx, batch[0].marker)
+		wait = redis.NewIntCmd(ctx, "wait", e.minReplicas, e.replicaTimeout.Milliseconds())
+		_ = pipe.Process(ctx, wait)
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	e.metrics.observeBatch(len(batch), reason)
+	if wait == nil {
+		return
+	}
+	w := replicaWait{ran: true, replica: wait.Val(), err: errors.Join(marker.Err(), wait.Err())}
+	for _, p := range batch {
+		// A script that did not run (NOSCRIPT: asynq retries with EVAL, which comes here again)
+		// or failed reports its error; the WAIT proves nothing for it.
+		if p.script.Err() == nil {
+			p.wait = w
+		}
+	}
+}
+
+// argsSize approximates the bytes a command's arguments take on the wire.
+func argsSize(args []any) int {
+	n := 0
+	for _, a := range args {
+		switch v := a.(type) {
+		case string:
+			n += len(v)
+		case []byte:
+			n += len(v)
+		default:
+			n += 8
+		}
+	}
+	return n
+}
+
+// flushReason says why a pipeline was sent when it was.
+type flushReason int
+
+const (
+	// flushImmediate: no pipeline was in flight, so the script went at once, alone.
+	flushImmediate flushReason = iota
+	// flushQueued: the scripts waited for the pipeline before them and went together.
+	flushQueued
+	// flushAlone: batching is off; one request's script with its replica WAIT.
+	flushAlone
+	numFlushReasons
+)
+
+var flushReasons = [numFlushReasons]string{"immediate", "queued", "unbatched"}
