@@ -5,17 +5,20 @@ SHELL := /usr/bin/env bash
 
 BIN            ?= $(CURDIR)/bin
 BINARY         := $(BIN)/resend-webhook-operator
+# Pinned tools live in a per-machine cache outside the repo (like the envtest binaries), so a
+# fresh clone reuses them.
+TOOLS          ?= $(shell hack/envtest-assets.sh --print-tools-dir)
 CONTROLLER_GEN_VERSION ?= v0.23.0
-CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
+CONTROLLER_GEN := $(TOOLS)/controller-gen-$(CONTROLLER_GEN_VERSION)
 # promtool unit-tests the alerts; built without service discovery (remove_all_sd), which only
 # scrape configs need: ≈2 min cold on 2 cores instead of ≈5.
 PROMTOOL_VERSION ?= v0.316.0
-PROMTOOL       := $(BIN)/promtool-$(PROMTOOL_VERSION)
+PROMTOOL       := $(TOOLS)/promtool-$(PROMTOOL_VERSION)
 export PROMTOOL
 # helm lints and renders the chart in the tests (charts/); built like controller-gen: ≈3.5 min
 # cold on 2 cores.
 HELM_VERSION   ?= v3.22.0
-HELM           := $(BIN)/helm-$(HELM_VERSION)
+HELM           := $(TOOLS)/helm-$(HELM_VERSION)
 export HELM
 CHART          := charts/resend-webhook-operator
 IMG            ?= resend-webhook-operator:dev
@@ -58,19 +61,19 @@ generate: $(CONTROLLER_GEN) ## Regenerate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths="./api/..."
 
 $(CONTROLLER_GEN):
-	@mkdir -p $(BIN)
-	GOBIN=$(BIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
-	mv $(BIN)/controller-gen $(CONTROLLER_GEN)
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+	mv $(TOOLS)/controller-gen $(CONTROLLER_GEN)
 
 $(HELM):
-	@mkdir -p $(BIN)
-	GOBIN=$(BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
-	mv $(BIN)/helm $(HELM)
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(TOOLS)/helm $(HELM)
 
 $(PROMTOOL):
-	@mkdir -p $(BIN)
-	GOBIN=$(BIN) go install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
-	mv $(BIN)/promtool $(PROMTOOL)
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) go install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+	mv $(TOOLS)/promtool $(PROMTOOL)
 
 ##@ Test
 .PHONY: envtest

@@ -231,18 +231,7 @@ func TestAPIServerAcceptsEveryRenderedObject(t *testing.T) {
 
 // --- rendering ---
 
-func helm(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("HELM"); p != "" {
-		return p
-	}
-	matches, _ := filepath.Glob(filepath.Join(testutil.RepoRoot(), "bin", "helm-*"))
-	if len(matches) == 0 {
-		t.Fatal("helm not found: run `make helm` (make test does) or set $HELM")
-	}
-	slices.Sort(matches)
-	return matches[len(matches)-1]
-}
+func helm(t *testing.T) string { return testutil.PinnedTool(t, "HELM", "helm") }
 
 func renderChart(t *testing.T, args ...string) []*unstructured.Unstructured {
 	t.Helper()

@@ -3,7 +3,9 @@
 # (kube-controller-manager, kube-scheduler) and kubectl from the Go module proxy, because
 # setup-envtest cannot download prebuilt binaries on machines without general internet.
 # Output: the asset directory on stdout (last line); progress on stderr.
-# Usage: hack/envtest-assets.sh [--print-dir]
+# Usage: hack/envtest-assets.sh [--print-dir | --print-tools-dir]
+#   --print-tools-dir prints where the Makefile keeps its pinned tools (controller-gen, helm,
+#   promtool): the same per-machine cache, so a fresh clone does not build them again.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-1.37.2}"
@@ -13,6 +15,7 @@ ASSETS="$CACHE_ROOT/k8s/$K8S_VERSION"
 STAGING_VERSION="v0.${K8S_VERSION#1.}"
 
 if [[ "${1:-}" == "--print-dir" ]]; then echo "$ASSETS"; exit 0; fi
+if [[ "${1:-}" == "--print-tools-dir" ]]; then echo "$CACHE_ROOT/tools"; exit 0; fi
 
 log() { printf '[envtest-assets] %s\n' "$*" >&2; }
 die() { printf '[envtest-assets] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 
 func TestAlertRules(t *testing.T) {
@@ -75,21 +77,7 @@ func TestAlertRules(t *testing.T) {
 	}
 }
 
-func findPromtool(t *testing.T) string {
-	if p := os.Getenv("PROMTOOL"); p != "" {
-		return p
-	}
-	matches, _ := filepath.Glob(filepath.Join("..", "..", "bin", "promtool-*"))
-	if len(matches) == 0 {
-		t.Fatal("promtool not found: run `make promtool` (make test does) or set $PROMTOOL")
-	}
-	slices.Sort(matches)
-	abs, err := filepath.Abs(matches[len(matches)-1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
-}
+func findPromtool(t *testing.T) string { return testutil.PinnedTool(t, "PROMTOOL", "promtool") }
 
 func readYAML(t *testing.T, path string, into any) {
 	t.Helper()

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -57,4 +58,24 @@ func Kubectl(t testing.TB) string {
 		t.Fatalf("kubectl missing in envtest assets: run 'make envtest': %v", err)
 	}
 	return p
+}
+
+// PinnedTool returns the path of a tool the Makefile pins (helm, promtool): $env when set (make
+// exports it), else the newest "<name>-<version>" in the per-machine tools cache. It fails the
+// test with how to get it when there is none.
+func PinnedTool(t testing.TB, env, name string) string {
+	t.Helper()
+	if p := os.Getenv(env); p != "" {
+		return p
+	}
+	out, err := exec.Command(filepath.Join(RepoRoot(), "hack", "envtest-assets.sh"), "--print-tools-dir").Output()
+	if err != nil {
+		t.Fatalf("locating the tools cache: %v", err)
+	}
+	matches, _ := filepath.Glob(filepath.Join(strings.TrimSpace(string(out)), name+"-*"))
+	if len(matches) == 0 {
+		t.Fatalf("%s not found: run `make %s` (make test does) or set $%s", name, name, env)
+	}
+	slices.Sort(matches)
+	return matches[len(matches)-1]
 }
