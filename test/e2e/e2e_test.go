@@ -46,21 +46,6 @@ const (
 	path      = "/resend"
 )
 
-// binary builds the operator binary the node agent runs for pods (fresh, from this checkout).
-func binary(t *testing.T) string {
-	t.Helper()
-	if b := os.Getenv("RWH_E2E_BINARY"); b != "" {
-		return b
-	}
-	out := filepath.Join(t.TempDir(), "resend-webhook-operator")
-	cmd := exec.Command("go", "build", "-o", out, ".")
-	cmd.Dir = testutil.RepoRoot()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the operator binary: %v\n%s", err, b)
-	}
-	return out
-}
-
 func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")
@@ -68,7 +53,7 @@ func TestEndToEnd(t *testing.T) {
 	began := time.Now()
 	testutil.KubeAssets(t)
 	kubectlBin := testutil.Kubectl(t)
-	bin := binary(t)
+	bin := testutil.OperatorBinary(t)
 	t.Logf("binary built in %s", time.Since(began).Round(time.Millisecond))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
