@@ -25,8 +25,12 @@ type Redis struct {
 	Port      int
 	dir       string
 	replicaOf int // port of the primary; 0 for a primary
-	cmd       *exec.Cmd
-	exited    chan struct{} // closed when the current process has been reaped
+	// busPort is the cluster bus port of a Redis Cluster node (see StartRedisCluster); 0 for a
+	// standalone server. A cluster node appends every write to an AOF in dir, fsynced before it
+	// answers, and keeps its nodes.conf there too.
+	busPort int
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the current process has been reaped
 }
 
 // Addr is "127.0.0.1:port".
@@ -50,7 +54,7 @@ func StartRedis(t testing.TB) *Redis {
 // and stops it at cleanup.
 func StartRedisReplica(t testing.TB, primary *Redis) *Redis {
 	t.Helper()
-	r, err := newRedis(primary.Port)
+	r, err := newRedis(serverOptions{replicaOf: primary.Port})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +63,7 @@ func StartRedisReplica(t testing.TB, primary *Redis) *Redis {
 }
 
 // NewRedis starts a redis-server (for TestMain or benchmarks); call Close when done.
-func NewRedis() (*Redis, error) { return newRedis(0) }
+func NewRedis() (*Redis, error) { return newRedis(serverOptions{}) }
 
 // NewRedisOn starts a redis-server on port (0: a free one) with its log in dir, which Close
 // removes (the sandbox's Redis); call Close when done.
@@ -67,15 +71,21 @@ func NewRedisOn(port int, dir string) (*Redis, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	return startRedis(port, dir, 0)
+	return startRedis(port, dir, serverOptions{})
 }
 
-func newRedis(replicaOf int) (*Redis, error) {
+// serverOptions say what kind of server startRedis starts.
+type serverOptions struct {
+	replicaOf int  // port of the primary to replicate; 0 for a primary
+	cluster   bool // a Redis Cluster node (not yet part of a cluster)
+}
+
+func newRedis(o serverOptions) (*Redis, error) {
 	dir, err := os.MkdirTemp("", "rwh-redis-")
 	if err != nil {
 		return nil, err
 	}
-	r, err := startRedis(0, dir, replicaOf)
+	r, err := startRedis(0, dir, o)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 	}
@@ -83,22 +93,28 @@ func newRedis(replicaOf int) (*Redis, error) {
 }
 
 // startRedis starts a server on port, or on a free port when it is 0: a free port can be
-// taken between probing and binding, so then it tries another.
-func startRedis(port int, dir string, replicaOf int) (*Redis, error) {
+// taken between probing and binding, so then it tries another. A cluster node's bus port is
+// always a free one (Redis' default, port+10000, may be taken or beyond 65535).
+func startRedis(port int, dir string, o serverOptions) (*Redis, error) {
 	var lastErr error
 	for range 5 {
-		p := port
+		p, bus := port, 0
+		var err error
 		if p == 0 {
-			var err error
 			if p, err = FreePort(); err != nil {
 				return nil, err
 			}
 		}
-		r := &Redis{Port: p, dir: dir, replicaOf: replicaOf}
+		if o.cluster {
+			if bus, err = FreePort(); err != nil {
+				return nil, err
+			}
+		}
+		r := &Redis{Port: p, dir: dir, replicaOf: o.replicaOf, busPort: bus}
 		if lastErr = r.Start(); lastErr == nil {
 			return r, nil
 		}
-		if port != 0 {
+		if port != 0 && !o.cluster {
 			break
 		}
 	}
@@ -109,8 +125,16 @@ func startRedis(port int, dir string, replicaOf int) (*Redis, error) {
 // server answers PING and, for a replica, once its link to the primary is up.
 func (r *Redis) Start() error {
 	args := []string{"--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1", "--dir", r.dir,
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
+		"--save", "", "--daemonize", "no", "--loglevel", "warning",
 		"--repl-diskless-sync-delay", "0"} // a replica syncs at once, not after 5 s
+	if r.busPort != 0 {
+		args = append(args, "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(r.busPort),
+			"--cluster-config-file", filepath.Join(r.dir, "nodes.conf"),
+			"--cluster-node-timeout", strconv.Itoa(int(clusterNodeTimeout.Milliseconds())),
+			"--appendonly", "yes", "--appendfsync", "always")
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
 	if r.replicaOf != 0 {
 		args = append(args, "--replicaof", "127.0.0.1", strconv.Itoa(r.replicaOf))
 	}
@@ -190,7 +214,9 @@ func (r *Redis) Pause() error { return r.cmd.Process.Signal(syscall.SIGSTOP) }
 // Resume continues a paused server.
 func (r *Redis) Resume() error { return r.cmd.Process.Signal(syscall.SIGCONT) }
 
-// Stop kills the server (its data is lost; it keeps no files).
+// Stop kills the server (SIGKILL). A standalone server keeps no files, so its data is lost; a
+// cluster node keeps its AOF and nodes.conf, so Start brings it back with every write it
+// acknowledged, in its place in the cluster.
 func (r *Redis) Stop() {
 	if r.cmd != nil && r.cmd.Process != nil {
 		_ = r.cmd.Process.Kill()
