@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/shard"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 
@@ -37,7 +39,7 @@ func TestQueueMonitorsShareAndCloseClients(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if got, err := ma.read(ctx, "never.used", true); err != nil || got.figures.Pending != 0 || got.figures.Name != "never.used" || len(got.sink) != 0 {
+	if got, err := ma.read(ctx, shard.Layout{Queue: "never.used", Shards: 1}, true); err != nil || got.figures.Pending != 0 || got.figures.Name != "never.used" || len(got.sink) != 0 {
 		t.Fatalf("figures of a missing queue = %+v, %v; want zeros and no sink reports", got, err)
 	}
 	// b moves to other credentials: a second client; a keeps the first.
@@ -294,5 +296,28 @@ func TestSinkCondition(t *testing.T) {
 	rw.Status = st
 	if st = desiredStatus(rw, obs); meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionSinkAvailable) != nil {
 		t.Fatalf("SinkAvailable kept without spec.worker: %+v", st.Conditions)
+	}
+}
+
+func TestShardChange(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		st          v1alpha1.QueueStatus
+		want        int32
+		changed     bool
+		wantPrevous []int32
+	}{
+		{"new webhook, one shard", v1alpha1.QueueStatus{}, 1, false, nil},
+		{"new or pre-sharding webhook, more shards", v1alpha1.QueueStatus{}, 4, true, []int32{1}},
+		{"unchanged", v1alpha1.QueueStatus{Shards: 4, PreviousShards: []int32{1}}, 4, false, []int32{1}},
+		{"another change while draining", v1alpha1.QueueStatus{Shards: 4, PreviousShards: []int32{1}}, 2, true, []int32{1, 4}},
+		{"back to a draining count", v1alpha1.QueueStatus{Shards: 4, PreviousShards: []int32{1, 2}}, 2, true, []int32{1, 4}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			prev, changed := shardChange(tc.st, tc.want)
+			if changed != tc.changed || !slices.Equal(prev, tc.wantPrevous) {
+				t.Errorf("shardChange(%+v, %d) = %v, %t; want %v, %t", tc.st, tc.want, prev, changed, tc.wantPrevous, tc.changed)
+			}
+		})
 	}
 }

@@ -25,8 +25,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/shard"
 )
 
 // queueObservation is what one look at Redis said about a webhook's queue.
@@ -35,6 +37,9 @@ type queueObservation struct {
 	// sink is the SinkAvailable condition from the workers' reports; empty without spec.worker.
 	sink    metav1.Condition
 	figures *v1alpha1.QueueStatus // nil: unknown this time (keep the last figures)
+	// drained are the previous shard counts whose queues are empty and forgotten, so that
+	// status.queue.previousShards may drop them.
+	drained []int
 }
 
 // observeQueue PINGs Redis with the configured credentials and reads the queue's figures, the
@@ -66,7 +71,7 @@ func (r *Reconciler) observeQueue(ctx context.Context, rw *v1alpha1.ResendWebhoo
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.opts.RedisTimeout)
 	defer cancel()
-	read, err := mon.read(ctx, rw.QueueName(), rw.Spec.Worker != nil)
+	read, err := mon.read(ctx, render.Layout(rw), rw.Spec.Worker != nil)
 	if err != nil {
 		class := redisErrorClass(err)
 		// The raw error names addresses: the operator's own debug log only, never the status
@@ -84,6 +89,7 @@ func (r *Reconciler) observeQueue(ctx context.Context, rw *v1alpha1.ResendWebhoo
 			Message: fmt.Sprintf("queue %q reachable", rw.QueueName())},
 		durable: mon.durable.get(ctx, mon.client, r.opts.QueueStatusInterval),
 		figures: &read.figures,
+		drained: read.drained,
 	}
 	if rw.Spec.Worker != nil {
 		obs.sink = sinkCondition(read.sink)
@@ -228,6 +234,11 @@ func monitorClient(opt asynq.RedisConnOpt, d time.Duration) (redis.UniversalClie
 			TLSConfig: o.TLSConfig, PoolSize: o.PoolSize,
 			DialTimeout: d, ReadTimeout: d, WriteTimeout: d, MaxRetries: -1, DialerRetries: 1,
 		}), nil
+	case asynq.RedisClusterClientOpt:
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: o.Addrs, Username: o.Username, Password: o.Password, TLSConfig: o.TLSConfig, PoolSize: monitorPoolSize,
+			DialTimeout: d, ReadTimeout: d, WriteTimeout: d, MaxRetries: -1, DialerRetries: 1,
+		}), nil
 	case asynq.RedisFailoverClientOpt:
 		return redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: o.MasterName, SentinelAddrs: o.SentinelAddrs, SentinelUsername: o.SentinelUsername, SentinelPassword: o.SentinelPassword,
@@ -282,7 +293,7 @@ func (q *queueMonitors) closeAll() {
 // fingerprint identifies a configuration without keeping the password in a map key.
 func fingerprint(c redisconn.Config) string {
 	h := sha256.New()
-	for _, s := range []string{c.URL, c.Password, c.SentinelMaster, strings.Join(c.SentinelAddrs, ","), string(c.CAPEM)} {
+	for _, s := range []string{c.URL, c.Password, c.SentinelMaster, strings.Join(c.SentinelAddrs, ","), strings.Join(c.ClusterAddrs, ","), string(c.CAPEM)} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
@@ -296,26 +307,46 @@ func fingerprint(c redisconn.Config) string {
 type queueReading struct {
 	figures v1alpha1.QueueStatus
 	sink    []queuestore.SinkReport
+	drained []int
 }
 
-// read PINGs Redis and reads the queue's figures (Asynq's plus the dead-letter store and the
-// tasks a breaker parked) and, when asked, the workers' sink reports. A queue that does not
-// exist yet (nothing was ever enqueued) has all-zero figures.
-func (m *queueMonitor) read(ctx context.Context, queue string, sinkReports bool) (queueReading, error) {
-	out := queueReading{figures: v1alpha1.QueueStatus{Name: queue}}
+// read PINGs Redis and reads the figures of the layout's queues, added up (Asynq's plus the
+// dead-letter store and the tasks a breaker parked), which previous shard counts have drained
+// and, when asked, the workers' sink reports. A queue that does not exist yet (nothing was
+// ever enqueued) has all-zero figures.
+func (m *queueMonitor) read(ctx context.Context, layout shard.Layout, sinkReports bool) (queueReading, error) {
+	out := queueReading{figures: v1alpha1.QueueStatus{Name: layout.Queue}}
 	if err := m.client.Ping(ctx).Err(); err != nil {
 		return out, err
 	}
-	store := queuestore.New(m.client, queue)
-	f, err := store.Figures(ctx)
+	stores := queuestore.NewSharded(m.client, layout)
+	f, err := stores.Figures(ctx)
 	if err != nil {
 		return out, err
 	}
 	out.figures.Pending, out.figures.Active, out.figures.Scheduled, out.figures.Retry, out.figures.Archived = f.Pending, f.Active, f.Scheduled, f.Retry, f.Dead
+	for _, p := range layout.Previous {
+		if out.drained, err = appendDrained(ctx, m.client, layout, p, out.drained); err != nil {
+			return out, err
+		}
+	}
 	if sinkReports {
-		if out.sink, err = store.SinkReports(ctx); err != nil {
+		if out.sink, err = stores.Sinks().SinkReports(ctx); err != nil {
 			return out, err
 		}
 	}
 	return out, nil
+}
+
+// appendDrained appends previous to drained when the queues only that earlier shard count used
+// hold nothing: no task in any state, no dead letter, and no svix-id remembered for
+// deduplication (completed tasks leave after the dedup window).
+func appendDrained(ctx context.Context, c redis.UniversalClient, layout shard.Layout, previous int, drained []int) ([]int, error) {
+	for _, q := range layout.Draining(previous) {
+		f, err := queuestore.New(c, q).Figures(ctx)
+		if err != nil || !f.Empty() {
+			return drained, err
+		}
+	}
+	return append(drained, previous), nil
 }

@@ -34,7 +34,8 @@ type Reconciler struct {
 // object usually arrives through the watch first).
 const conflictRetry = 200 * time.Millisecond
 
-// Reconcile: get → render → check policy and ownership → apply → observe → status.
+// Reconcile: get → record a shard change → render → check policy and ownership → apply →
+// observe → status.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	rw, err := r.get(ctx, req.NamespacedName)
 	if err != nil || rw == nil {
@@ -42,6 +43,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if !rw.DeletionTimestamp.IsZero() {
 		return r.finalizeResend(ctx, rw)
+	}
+	if err := r.recordShardChange(ctx, rw); errors.Is(err, errRetry) {
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
+	} else if err != nil {
+		return ctrl.Result{}, err
 	}
 	secrets := r.secrets.reader(rw)
 	defer secrets.done()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/shard"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 
@@ -49,7 +50,7 @@ func TestRedisErrorClasses(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_, err = m.read(ctx, "n.w", false)
+		_, err = m.read(ctx, shard.Layout{Queue: "n.w", Shards: 1}, false)
 		return err
 	}
 	for _, tc := range []struct {

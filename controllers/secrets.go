@@ -313,6 +313,9 @@ func (s *secretReader) redisConfig(ctx context.Context, rw *v1alpha1.ResendWebho
 	if red.Sentinel != nil {
 		cfg.SentinelMaster, cfg.SentinelAddrs = red.Sentinel.MasterName, red.Sentinel.Addrs
 	}
+	if red.Cluster != nil {
+		cfg.ClusterAddrs = red.Cluster.Addrs
+	}
 	if red.TLS != nil {
 		cfg.InsecureSkipVerify = red.TLS.InsecureSkipVerify
 	}

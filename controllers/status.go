@@ -143,7 +143,36 @@ func desiredStatus(rw *v1alpha1.ResendWebhook, obs observation) v1alpha1.ResendW
 		st.Queue = *obs.queue.figures
 	}
 	st.Queue.Name = rw.QueueName()
+	st.Queue.Shards = int32(rw.Spec.Queue.EffectiveShards())
+	st.Queue.PreviousShards = stillDraining(rw, obs)
 	return st
+}
+
+// stillDraining is status.queue.previousShards without the counts whose queues drained. A
+// count is dropped only once every receiver runs the current layout: a receiver of the old
+// one could still enqueue to those queues, which no worker would then consume.
+func stillDraining(rw *v1alpha1.ResendWebhook, obs observation) []int32 {
+	prev := rw.Status.Queue.PreviousShards
+	if len(obs.queue.drained) == 0 || !rolledOut(obs.receiver) {
+		return prev
+	}
+	left := slices.DeleteFunc(slices.Clone(prev), func(p int32) bool { return slices.Contains(obs.queue.drained, int(p)) })
+	if len(left) == 0 {
+		return nil
+	}
+	return left
+}
+
+// rolledOut reports whether every pod of d runs its current template.
+func rolledOut(d *appsv1.Deployment) bool {
+	if d == nil || d.Status.ObservedGeneration < d.Generation {
+		return false
+	}
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	return d.Status.UpdatedReplicas >= want && d.Status.Replicas == d.Status.UpdatedReplicas
 }
 
 func readyReplicas(d *appsv1.Deployment) int32 {
@@ -229,7 +258,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, rw *v1alpha1.ResendWebhook
 	setConditionMetrics(key, rw.Status.Conditions, st.Conditions)
 	withoutFigures := *st.DeepCopy()
 	withoutFigures.Queue = rw.Status.Queue
-	withoutFigures.Queue.Name = st.Queue.Name
+	withoutFigures.Queue.Name, withoutFigures.Queue.Shards, withoutFigures.Queue.PreviousShards = st.Queue.Name, st.Queue.Shards, st.Queue.PreviousShards
 	switch {
 	case equality.Semantic.DeepEqual(rw.Status, st):
 		return nil

@@ -17,6 +17,7 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/admin"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/shard"
 )
 
 const summary = "Verify Resend (Svix-signed) webhooks and enqueue them to Redis"
@@ -46,6 +47,8 @@ type config struct {
 	enqueueBatching     bool
 	logLevel            slog.Level
 	redis               redisconn.Flags
+	shards              shard.Flags
+	layout              shard.Layout
 }
 
 func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*config, error) {
@@ -73,6 +76,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.BoolVar(&c.enqueueBatching, "enqueue-batching", true, "send the enqueues of concurrent requests to Redis together, in one pipeline (each answer still waits for its own task); false: one round trip per request")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "debug logs every accepted webhook; info logs rejections; warn logs failures only")
 	c.redis.Register(fs)
+	c.shards.Register(fs)
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return nil, err
 	}
@@ -94,6 +98,10 @@ func (c *config) validate() error {
 	}
 	if c.queue == "" {
 		errs = append(errs, errors.New("--queue is required when --webhook is not set"))
+	}
+	var err error
+	if c.layout, err = c.shards.Layout(c.queue); err != nil {
+		errs = append(errs, err)
 	}
 	if c.maxAttempts < 1 || c.maxAttempts > 25 {
 		errs = append(errs, fmt.Errorf("--max-attempts=%d is not within 1..25", c.maxAttempts))
@@ -211,9 +219,10 @@ func serve(ctx context.Context, c *config, log *slog.Logger, hk hooks) error {
 			return err
 		}
 	}
-	redisHealth := &redisProbe{queue: c.queue, log: log, metrics: metrics}
+	redisHealth := &redisProbe{queues: c.layout.Current(), log: log, metrics: metrics}
 	h, err := NewHandler(Options{
 		Client: client, Secrets: secrets, Queue: c.queue, Webhook: c.webhook, Events: c.events,
+		Shards: c.layout.Shards, PreviousShards: c.layout.Previous, Redis: rdb,
 		MaxAttempts: c.maxAttempts, MaxDuration: c.maxDuration, DedupWindow: c.dedupWindow,
 		MaxBodyBytes: c.maxBodyBytes, Tolerance: c.tolerance, EnqueueTimeout: c.enqueueTimeout,
 		MaxInFlight: c.maxInFlight, RedisHealth: redisHealth.failure, Enqueuer: enqueuer,
@@ -234,7 +243,7 @@ func serve(ctx context.Context, c *config, log *slog.Logger, hk hooks) error {
 	log.Info("starting", "queue", c.queue, "webhook", c.webhook, "events", c.events, "max_attempts", c.maxAttempts,
 		"max_duration", c.maxDuration.String(), "dedup_window", c.dedupWindow.String(), "tolerance", c.tolerance.String(),
 		"max_in_flight", c.maxInFlight, "min_replicas", c.minReplicas, "replica_timeout", c.replicaTimeout.String(),
-		"enqueue_batching", c.enqueueBatching)
+		"enqueue_batching", c.enqueueBatching, "shards", c.layout.Shards, "previous_shards", c.layout.Previous)
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -287,7 +296,7 @@ func serve(ctx context.Context, c *config, log *slog.Logger, hk hooks) error {
 // redisProbe pings Redis in the background so /readyz answers from a cached result instead of
 // adding a round trip (and a possible 2 s wait) per probe.
 type redisProbe struct {
-	queue   string
+	queues  []string
 	log     *slog.Logger
 	metrics *Metrics
 	last    atomic.Pointer[error] // nil until the first ping: not ready
@@ -314,8 +323,8 @@ func (p *redisProbe) failure() error {
 // asynqQueuesKey is the Redis set asynq lists queues in (asynq's internal base.AllQueues).
 const asynqQueuesKey = "asynq:queues"
 
-// check PINGs Redis and re-adds the queue to asynq's queue set in the same round trip. The
-// asynq client adds it only once per process, so after Redis lost its data (restart without
+// check PINGs Redis and re-adds the queues to asynq's queue set in the same round trip. The
+// asynq client adds one only once per process, so after Redis lost its data (restart without
 // persistence) the queue would stay invisible to asynq's Inspector (and the operator's
 // status figures) although tasks are enqueued and processed. SADD of a member is idempotent.
 func (p *redisProbe) check(ctx context.Context, rdb redis.UniversalClient, timeout time.Duration) error {
@@ -323,7 +332,7 @@ func (p *redisProbe) check(ctx context.Context, rdb redis.UniversalClient, timeo
 	defer cancel()
 	_, err := rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		pipe.Ping(ctx)
-		pipe.SAdd(ctx, asynqQueuesKey, p.queue)
+		pipe.SAdd(ctx, asynqQueuesKey, p.queues)
 		return nil
 	})
 	return err

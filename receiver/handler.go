@@ -14,8 +14,11 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/shard"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/task"
 )
 
@@ -25,8 +28,15 @@ type Options struct {
 	Client *asynq.Client
 	// Secrets are the signing secrets; required.
 	Secrets SecretSource
-	// Queue is the Asynq queue; required.
+	// Queue is the Asynq queue; required. With Shards > 1 it is the base of the shards' names.
 	Queue string
+	// Shards spreads the events over that many queues by svix-id (package shard); 0 means 1.
+	Shards int
+	// PreviousShards are earlier shard counts whose queues a re-delivery is looked up in
+	// before it is enqueued to its current shard; they need Redis.
+	PreviousShards []int
+	// Redis is the client Client is made from; required with PreviousShards.
+	Redis redis.UniversalClient
 	// Webhook is "namespace/name", copied into every task's headers.
 	Webhook string
 	// Events is the allowlist of event types; empty means all.
@@ -81,7 +91,6 @@ type Handler struct {
 	secrets        SecretSource
 	webhook        string
 	events         map[string]bool // nil: every type is wanted
-	opts           []asynq.Option  // the per-handler part of every task's options
 	maxBody        int64
 	tolerance      time.Duration
 	enqueueTimeout time.Duration
@@ -89,7 +98,9 @@ type Handler struct {
 	inFlight       atomic.Int64
 	redisHealth    func() error
 	enqueuer       *Enqueuer
-	replicaMarker  string // key of the marker write that precedes each WAIT
+	layout         shard.Layout
+	shards         []queueShard // of layout.Current(), by shard index
+	rdb            redis.UniversalClient
 	metrics        *Metrics
 	log            *slog.Logger
 	logLimits      [numOutcomes]logLimit
@@ -106,6 +117,12 @@ func NewHandler(o Options) (*Handler, error) {
 		return nil, errors.New("receiver: Options.Secrets is nil")
 	case o.Queue == "":
 		return nil, errors.New("receiver: Options.Queue is empty")
+	case len(o.PreviousShards) > 0 && o.Redis == nil:
+		return nil, errors.New("receiver: Options.PreviousShards needs Options.Redis")
+	}
+	layout, err := (&shard.Flags{Shards: cmpOr(o.Shards, 1), Previous: o.PreviousShards}).Layout(o.Queue)
+	if err != nil {
+		return nil, fmt.Errorf("receiver: %w", err)
 	}
 	o.MaxAttempts = cmpOr(o.MaxAttempts, DefaultMaxAttempts)
 	o.MaxDuration = cmpOr(o.MaxDuration, DefaultMaxDuration)
@@ -126,25 +143,31 @@ func NewHandler(o Options) (*Handler, error) {
 	o.MaxDuration = o.MaxDuration + (time.Second-o.MaxDuration%time.Second)%time.Second
 	o.DedupWindow = o.DedupWindow + (time.Second-o.DedupWindow%time.Second)%time.Second
 	h := &Handler{
-		client:  o.Client,
-		secrets: o.Secrets,
-		webhook: o.Webhook,
-		opts: []asynq.Option{
-			asynq.Queue(o.Queue),
-			asynq.MaxRetry(o.MaxAttempts - 1),
-			asynq.Timeout(o.MaxDuration),
-			asynq.Retention(o.DedupWindow),
-		},
+		client:         o.Client,
+		secrets:        o.Secrets,
+		webhook:        o.Webhook,
+		layout:         layout,
+		rdb:            o.Redis,
 		maxBody:        o.MaxBodyBytes,
 		tolerance:      o.Tolerance,
 		enqueueTimeout: o.EnqueueTimeout,
 		maxInFlight:    int64(o.MaxInFlight),
 		redisHealth:    o.RedisHealth,
 		enqueuer:       o.Enqueuer,
-		replicaMarker:  replicaMarkerKey(o.Queue),
 		metrics:        o.Metrics,
 		log:            o.Logger,
 		now:            o.Now,
+	}
+	for _, q := range layout.Current() {
+		h.shards = append(h.shards, queueShard{
+			marker: replicaMarkerKey(q),
+			opts: []asynq.Option{
+				asynq.Queue(q),
+				asynq.MaxRetry(o.MaxAttempts - 1),
+				asynq.Timeout(o.MaxDuration),
+				asynq.Retention(o.DedupWindow),
+			},
+		})
 	}
 	for i := range h.logLimits {
 		h.logLimits[i].limiter = rate.NewLimiter(rejectLogRate, rejectLogBurst)
@@ -280,6 +303,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, req *request) ou
 
 func (h *Handler) enqueue(ctx context.Context, req *request, body []byte, ts, sig string) outcome {
 	id := req.id
+	sh := &h.shards[shard.Index(id, len(h.shards))]
 	t := asynq.NewTaskWithHeaders(task.TypeName(req.eventType), body, map[string]string{
 		task.HeaderSvixID:        id,
 		task.HeaderSvixTimestamp: ts,
@@ -291,7 +315,7 @@ func (h *Handler) enqueue(ctx context.Context, req *request, body []byte, ts, si
 	timeout := h.enqueueTimeout
 	var enq *enqueueRequest
 	if h.enqueuer != nil {
-		enq = &enqueueRequest{marker: h.replicaMarker}
+		enq = &enqueueRequest{marker: sh.marker}
 		ctx = context.WithValue(ctx, enqueueRequestKey{}, enq)
 		if h.enqueuer.waitsForReplicas() {
 			timeout += h.enqueuer.replicaTimeout
@@ -300,10 +324,15 @@ func (h *Handler) enqueue(ctx context.Context, req *request, body []byte, ts, si
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	start := time.Now()
-	_, err := h.client.EnqueueContext(ctx, t, append(h.opts[:len(h.opts):len(h.opts)], asynq.TaskID(id))...)
+	seen, err := h.seenInEarlierShards(ctx, id)
+	if err == nil && !seen {
+		_, err = h.client.EnqueueContext(ctx, t, append(sh.opts[:len(sh.opts):len(sh.opts)], asynq.TaskID(id))...)
+	}
 	h.metrics.observeEnqueue(time.Since(start))
 	o := outEnqueued
 	switch {
+	case seen:
+		return outDuplicate // queued, remembered or dead-lettered under an earlier layout
 	case err == nil:
 	case errors.Is(err, asynq.ErrTaskIDConflict):
 		o = outDuplicate
@@ -321,8 +350,44 @@ func (h *Handler) enqueue(ctx context.Context, req *request, body []byte, ts, si
 	return o
 }
 
-// replicaMarkerKey is the key each replica-acknowledged enqueue increments before its WAIT.
-func replicaMarkerKey(queue string) string { return "rwh:replica-ack:" + queue }
+// queueShard is what the handler needs of one of its queues.
+type queueShard struct {
+	opts   []asynq.Option // the task options, asynq.Queue included
+	marker string         // replicaMarkerKey of the queue
+}
+
+// replicaMarkerKey is the key each replica-acknowledged enqueue increments before its WAIT;
+// hash-tagged with the queue, so that on a Redis Cluster it lives on the task's primary.
+func replicaMarkerKey(queue string) string { return "rwh:{" + queue + "}:replica-ack" }
+
+// seenInEarlierShards reports whether the event id already has a task in a queue that an
+// earlier shard count sent it to: while webhook's shards change, a re-delivery must be
+// answered as a duplicate rather than enqueued again on its new shard.
+func (h *Handler) seenInEarlierShards(ctx context.Context, id string) (bool, error) {
+	earlier := h.layout.EarlierQueuesFor(id)
+	if len(earlier) == 0 {
+		return false, nil
+	}
+	keys := make([]string, len(earlier))
+	for i, q := range earlier {
+		keys[i] = queuestore.TaskKey(q, id)
+	}
+	cmds, err := h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.Exists(ctx, k) // one key per command: the keys may live on different cluster nodes
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("look up a re-delivery in earlier shards: %w", err)
+	}
+	for _, c := range cmds {
+		if c.(*redis.IntCmd).Val() > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
 
 // checkDedupWindow: a request is accepted up to the tolerance either side of its timestamp, so a
 // replay of a delivery can arrive up to twice the tolerance after the delivery completed; its

@@ -9,6 +9,7 @@ import (
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/shard"
 )
 
 // flags are the worker's command-line flags, shared by the built-in "worker"
@@ -32,12 +33,14 @@ type flags struct {
 	logLevel       slog.Level
 	dedupWindow    time.Duration
 	breaker        BreakerConfig
+	shards         shard.Flags
 }
 
 func (f *flags) register(fs *flag.FlagSet) {
 	d := DefaultRetryPolicy
 	fs.StringVar(&f.adminListen, "admin-listen", ":9090", "address of /healthz, /readyz and /metrics")
 	f.redis.Register(fs)
+	f.shards.Register(fs)
 	fs.StringVar(&f.queue, "queue", DefaultQueue, "Asynq queue to consume (the receiver's --queue)")
 	fs.IntVar(&f.concurrency, "concurrency", DefaultConcurrency, "events processed at once")
 	fs.IntVar(&f.maxAttempts, "max-attempts", d.MaxAttempts, "attempts per event including the first (receiver tasks carry their own limit; applied to tasks without a svix-id header)")
@@ -74,14 +77,16 @@ func parseFlags(name, summary string, args []string, getenv func(string) string,
 	breaker := f.breaker
 	breaker.Disabled = breaker.Threshold == 0
 	cfg := Config{
-		Queue:         f.queue,
-		Concurrency:   f.concurrency,
-		MaxDuration:   f.maxDuration,
-		ShutdownGrace: grace,
-		DedupWindow:   f.dedupWindow,
-		Breaker:       breaker,
-		PollInterval:  f.pollInterval,
-		AdminListen:   f.adminListen,
+		Queue:          f.queue,
+		Shards:         f.shards.Shards,
+		PreviousShards: f.shards.Previous,
+		Concurrency:    f.concurrency,
+		MaxDuration:    f.maxDuration,
+		ShutdownGrace:  grace,
+		DedupWindow:    f.dedupWindow,
+		Breaker:        breaker,
+		PollInterval:   f.pollInterval,
+		AdminListen:    f.adminListen,
 		Retry: RetryPolicy{MaxAttempts: f.maxAttempts, Factor: f.factor, MinBackoff: f.minBackoff,
 			MaxBackoff: f.maxBackoff, Randomize: f.randomize},
 		Logger: cli.Logger(stdout, "worker", f.logLevel),

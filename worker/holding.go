@@ -104,7 +104,7 @@ func (w *Worker) park(ctx context.Context, ev *Event) error {
 		sctx, cancel = context.WithDeadline(sctx, deadline)
 		defer cancel()
 	}
-	ok, err := w.store.Park(sctx, id, time.Now())
+	ok, err := w.storeOf(ctx).Park(sctx, id, time.Now())
 	switch {
 	case err != nil:
 		return Unavailable(fmt.Errorf("sink unavailable, and parking the event failed: %w", err))

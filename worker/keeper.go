@@ -42,7 +42,7 @@ func (w *Worker) keep(ctx context.Context) {
 func (w *Worker) keepOnce(ctx context.Context) {
 	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	restored, absorbed, err := w.store.Keep(kctx, time.Now(), keeperBatches)
+	restored, absorbed, err := w.stores.Keep(kctx, time.Now(), keeperBatches)
 	w.metrics.restored.Add(float64(restored.Restored))
 	w.metrics.absorbed.Add(float64(absorbed))
 	if ctx.Err() != nil {
@@ -69,7 +69,7 @@ func (w *Worker) reportSink(ctx context.Context) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := w.store.ReportSink(rctx, w.id, r); err != nil && ctx.Err() == nil {
+	if err := w.stores.Sinks().ReportSink(rctx, w.id, r); err != nil && ctx.Err() == nil {
 		w.log.Debug("could not write the sink report", "error", err.Error())
 	}
 }

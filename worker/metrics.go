@@ -114,21 +114,23 @@ func (m *metrics) observeFailure(ctx context.Context, eventType string, err erro
 // neither a scrape nor a probe waits on Redis.
 type queueWatcher struct {
 	client   redis.UniversalClient
-	store    *queuestore.Store
+	stores   *queuestore.Sharded
 	m        *metrics
 	log      *slog.Logger
 	period   time.Duration
 	readyErr atomic.Pointer[error]
 }
 
-func newQueueWatcher(c redis.UniversalClient, store *queuestore.Store, m *metrics, log *slog.Logger) *queueWatcher {
-	w := &queueWatcher{client: c, store: store, m: m, log: log, period: 5 * time.Second}
+func newQueueWatcher(c redis.UniversalClient, stores *queuestore.Sharded, m *metrics, log *slog.Logger) *queueWatcher {
+	w := &queueWatcher{client: c, stores: stores, m: m, log: log, period: 5 * time.Second}
 	notYet := errors.New("redis not checked yet")
 	w.readyErr.Store(&notYet)
-	for _, s := range queueStates {
-		m.queueTasks.WithLabelValues(store.Queue(), s).Set(0) // present (as zero) before the queue exists
+	for _, st := range stores.Stores() {
+		for _, s := range queueStates {
+			m.queueTasks.WithLabelValues(st.Queue(), s).Set(0) // present (as zero) before the queue exists
+		}
+		m.queueLatency.WithLabelValues(st.Queue()).Set(0)
 	}
-	m.queueLatency.WithLabelValues(store.Queue()).Set(0)
 	return w
 }
 
@@ -172,14 +174,16 @@ func (w *queueWatcher) ping(ctx context.Context) {
 func (w *queueWatcher) refresh(ctx context.Context) {
 	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	f, err := w.store.Figures(fctx)
-	if err != nil {
-		return // the readiness check reports Redis trouble; keep the last figures
+	for _, st := range w.stores.Stores() {
+		f, err := st.Figures(fctx)
+		if err != nil {
+			return // the readiness check reports Redis trouble; keep the last figures
+		}
+		q := st.Queue()
+		for state, n := range map[string]int64{"pending": f.Pending, "active": f.Active, "scheduled": f.Scheduled,
+			"retry": f.Retry, "archived": f.Dead, "completed": f.Completed, "held": f.Held} {
+			w.m.queueTasks.WithLabelValues(q, state).Set(float64(n))
+		}
+		w.m.queueLatency.WithLabelValues(q).Set(f.Latency.Seconds())
 	}
-	q := w.store.Queue()
-	for state, n := range map[string]int64{"pending": f.Pending, "active": f.Active, "scheduled": f.Scheduled,
-		"retry": f.Retry, "archived": f.Dead, "completed": f.Completed, "held": f.Held} {
-		w.m.queueTasks.WithLabelValues(q, state).Set(float64(n))
-	}
-	w.m.queueLatency.WithLabelValues(q).Set(f.Latency.Seconds())
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/admin"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/shard"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/task"
 )
 
@@ -28,8 +29,14 @@ import (
 type Config struct {
 	// Redis says how to reach Redis (asynq.RedisClientOpt, RedisFailoverClientOpt, …).
 	Redis asynq.RedisConnOpt
-	// Queue is the Asynq queue the receiver enqueues to.
+	// Queue is the Asynq queue the receiver enqueues to (with Shards > 1, the base of the
+	// shards' names).
 	Queue string
+	// Shards and PreviousShards are the receiver's: the worker consumes every queue of the
+	// current layout and of the previous ones still draining, all with the same priority.
+	// Zero Shards means 1.
+	Shards         int
+	PreviousShards []int
 	// Concurrency is how many events are processed at once.
 	Concurrency int
 	// Retry is the retry schedule. Each task carries its own attempt limit (set by the
@@ -92,6 +99,9 @@ func (c Config) validate() error {
 	if c.Redis == nil {
 		errs = append(errs, errors.New("no redis connection configured"))
 	}
+	if _, err := c.layout(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("concurrency %d: must be at least 1", c.Concurrency))
 	}
@@ -121,7 +131,7 @@ type Worker struct {
 	id      string   // names this worker in sink reports
 
 	// Set by Run.
-	store    *queuestore.Store
+	stores   *queuestore.Sharded
 	stopping atomic.Bool
 	stopCh   chan struct{} // closed when shutdown begins: holders park their events
 	nudge    chan struct{} // wakes the keeper (a dead letter was just written)
@@ -196,8 +206,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		return errors.New("worker: unexpected redis client type")
 	}
 	defer func() { _ = rdb.Close() }()
-	w.store = queuestore.New(rdb, w.cfg.Queue)
-	watcher := newQueueWatcher(rdb, w.store, w.metrics, w.log)
+	layout, _ := w.cfg.layout() // validated by New
+	w.stores = queuestore.NewSharded(rdb, layout)
+	watcher := newQueueWatcher(rdb, w.stores, w.metrics, w.log)
 
 	// Handlers get a context that outlives ctx: a SIGTERM must not abort attempts that the
 	// grace period allows to finish. It is cancelled once asynq has handed unfinished tasks back.
@@ -207,7 +218,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := srv.Start(asynq.HandlerFunc(w.processTask)); err != nil {
 		return fmt.Errorf("worker: start: %w", err)
 	}
-	w.log.Info("worker started", "queue", w.cfg.Queue, "concurrency", w.cfg.Concurrency,
+	w.log.Info("worker started", "queue", w.cfg.Queue, "queues", layout.All(), "concurrency", w.cfg.Concurrency,
 		"max_attempts", w.cfg.Retry.MaxAttempts, "max_duration", w.cfg.MaxDuration.String(),
 		"breaker", !w.cfg.Breaker.Disabled, "worker_id", w.id)
 
@@ -241,7 +252,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	w.keepOnce(fctx)
-	if err := w.store.RemoveSinkReport(fctx, w.id); err != nil {
+	if err := w.stores.Sinks().RemoveSinkReport(fctx, w.id); err != nil {
 		w.log.Warn("could not remove the sink report", "error", err.Error())
 	}
 	w.log.Info("worker stopped")
@@ -251,7 +262,7 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) serverConfig(handlerCtx context.Context) asynq.Config {
 	return asynq.Config{
 		Concurrency:    w.cfg.Concurrency,
-		Queues:         map[string]int{w.cfg.Queue: 1},
+		Queues:         w.queuePriorities(),
 		BaseContext:    func() context.Context { return handlerCtx },
 		RetryDelayFunc: w.cfg.Retry.RetryDelayFunc(),
 		// A handler cancelled because this worker stops did not fail: asynq then retries the
@@ -269,6 +280,30 @@ func (w *Worker) serverConfig(handlerCtx context.Context) asynq.Config {
 		Logger:   asynqLogger{w.log.With("source", "asynq")},
 		LogLevel: asynq.InfoLevel,
 	}
+}
+
+// layout is how the events are spread over queues (package shard).
+func (c Config) layout() (shard.Layout, error) {
+	return (&shard.Flags{Shards: cmp.Or(c.Shards, 1), Previous: c.PreviousShards}).Layout(c.Queue)
+}
+
+// queuePriorities gives every queue of the layout the same weight: asynq then picks the queue
+// of each fetch at random, so shards are consumed fairly and draining ones alongside.
+func (w *Worker) queuePriorities() map[string]int {
+	prio := map[string]int{}
+	for _, st := range w.stores.Stores() {
+		prio[st.Queue()] = 1
+	}
+	return prio
+}
+
+// storeOf is the store of the queue the task in ctx came from.
+func (w *Worker) storeOf(ctx context.Context) *queuestore.Store {
+	q, _ := asynq.GetQueueName(ctx)
+	if st := w.stores.Of(q); st != nil {
+		return st
+	}
+	return w.stores.Stores()[0] // not reached: asynq fetches from the layout's queues only
 }
 
 // asynqShutdownTimeout maps the grace to asynq's ShutdownTimeout, where zero means 8 s: no
@@ -354,7 +389,7 @@ func (w *Worker) recordDeadLetter(ctx context.Context, t *asynq.Task, err error)
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	if _, werr := w.store.WriteDeadLetter(sctx, rec); werr != nil {
+	if _, werr := w.storeOf(ctx).WriteDeadLetter(sctx, rec); werr != nil {
 		w.log.Error("could not write the dead letter; asynq's archive keeps it until the keeper absorbs it",
 			"svix_id", id, "error", werr.Error())
 	}
@@ -370,7 +405,7 @@ func (w *Worker) removeStaleRecord(ctx context.Context) {
 	id, _ := asynq.GetTaskID(ctx)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	if err := w.store.RemoveRecord(sctx, id); err != nil {
+	if err := w.storeOf(ctx).RemoveRecord(sctx, id); err != nil {
 		w.log.Warn("could not remove a stale dead letter of a delivered event", "svix_id", id, "error", err.Error())
 	}
 }

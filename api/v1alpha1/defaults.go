@@ -70,6 +70,7 @@ func (rw *ResendWebhook) Default() {
 		s.SigningSecret.Keys = []string{DefaultSigningSecretKey}
 	}
 	setDuration(&s.Queue.DedupWindow, DefaultDedupWindow)
+	setInt32(&s.Queue.Shards, 1)
 	setInt32(&s.Retry.MaxAttempts, DefaultMaxAttempts)
 	setInt32(&s.Retry.Factor, DefaultBackoffFactor)
 	setDuration(&s.Retry.MinBackoff, DefaultMinBackoff)

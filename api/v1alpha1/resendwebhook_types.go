@@ -197,14 +197,38 @@ type QueueSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) <= duration('720h'))",message="dedupWindow must be at most 720h (30 days)"
 	DedupWindow *metav1.Duration `json:"dedupWindow,omitempty"`
+
+	// Shards spreads the webhook's events over this many Asynq queues, "<name>.<k>" (a suffix
+	// "-<s>" may follow so that the shards fall into different parts of a Redis Cluster's hash
+	// slots), by a stable hash of svix-id: a re-delivery lands on the same shard and is
+	// deduplicated there. Workers consume every shard; status, metrics and dead letters add
+	// them up. With 1 (the default) the queue is "<name>" itself. Changing it on a live
+	// webhook loses and duplicates nothing: new events go to the new shards while workers
+	// drain the old ones, and receivers look a re-delivery up in its old shard, until the old
+	// shards are empty and past the dedup window (status.queue.previousShards).
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=64
+	Shards *int32 `json:"shards,omitempty"`
+}
+
+// EffectiveShards is spec.queue.shards, 1 when unset.
+func (q QueueSpec) EffectiveShards() int {
+	if q.Shards == nil || *q.Shards < 1 {
+		return 1
+	}
+	return int(*q.Shards)
 }
 
 // RedisSpec says how to reach Redis.
 // +kubebuilder:validation:XValidation:rule="!has(self.tls) || self.url.startsWith('rediss://')",message="tls is only used with a rediss:// url"
+// +kubebuilder:validation:XValidation:rule="!(has(self.sentinel) && has(self.cluster))",message="sentinel and cluster are exclusive: a Redis Cluster has no Sentinel"
+// +kubebuilder:validation:XValidation:rule="!has(self.cluster) || !self.url.matches('^rediss?://[^/]*/0*[1-9]')",message="a Redis Cluster has only database 0: use a url without a database number"
 type RedisSpec struct {
 	// URL of Redis: redis://host:port/db, or rediss://host:port/db for TLS.
 	// Put no password in it; use passwordSecretRef. With sentinel, only the
-	// scheme and db of the URL are used.
+	// scheme and db of the URL are used; with cluster, only the scheme.
 	// +required
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:Pattern=`^rediss?://[^\s]+$`
@@ -219,6 +243,12 @@ type RedisSpec struct {
 	// from these sentinels.
 	// +optional
 	Sentinel *SentinelSpec `json:"sentinel,omitempty"`
+
+	// Cluster switches to Redis Cluster: receivers, workers, the operator and dlq discover the
+	// cluster's nodes from these seed addresses. Password and TLS are as for one server.
+	// Each Asynq queue lives in one hash slot; spread a busy webhook with spec.queue.shards.
+	// +optional
+	Cluster *RedisClusterSpec `json:"cluster,omitempty"`
 
 	// TLS configures verification of the Redis server certificate for
 	// rediss:// URLs.
@@ -253,6 +283,17 @@ type SentinelSpec struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:Pattern=`^[^\s:]+:[0-9]+$`
+	Addrs []string `json:"addrs"`
+}
+
+// RedisClusterSpec locates a Redis Cluster.
+type RedisClusterSpec struct {
+	// Addrs are seed nodes of the cluster, "host:port"; the others are discovered.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^[^\s:,]+:[0-9]+$`
+	// +listType=atomic
 	Addrs []string `json:"addrs"`
 }
 
@@ -788,6 +829,15 @@ type QueueStatus struct {
 	// Archived are dead letters: events that exhausted their attempts or failed permanently.
 	// They stay until someone replays or deletes them (resend-webhook-operator dlq).
 	Archived int64 `json:"archived"`
+	// Shards is the number of shards new events are spread over (the figures above add up
+	// all of them, and those of previousShards).
+	// +optional
+	Shards int32 `json:"shards,omitempty"`
+	// PreviousShards are earlier values of spec.queue.shards whose queues still hold tasks or
+	// remember svix-ids: workers drain them and receivers look re-deliveries up in them.
+	// +optional
+	// +listType=set
+	PreviousShards []int32 `json:"previousShards,omitempty"`
 }
 
 // ResendWebhook runs a verified, queued endpoint for Resend's webhooks.

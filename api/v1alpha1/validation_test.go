@@ -167,6 +167,36 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 			want: []string{"spec.queue.redis.url", "should match"},
 		},
 		{
+			name: "sentinel and cluster together",
+			spec: `queue: {redis: {sentinel: {masterName: m, addrs: ["s:26379"]}, cluster: {addrs: ["n1:6379"]}}}`,
+			want: []string{"spec.queue.redis", "sentinel and cluster are exclusive"},
+		},
+		{
+			name: "cluster with a database number",
+			spec: `queue: {redis: {url: "redis://n1:6379/2", cluster: {addrs: ["n1:6379"]}}}`,
+			want: []string{"spec.queue.redis", "a Redis Cluster has only database 0"},
+		},
+		{
+			name: "cluster without addresses",
+			spec: `queue: {redis: {cluster: {addrs: []}}}`,
+			want: []string{"spec.queue.redis.cluster.addrs", "should have at least 1 items"},
+		},
+		{
+			name: "cluster address without port",
+			spec: `queue: {redis: {cluster: {addrs: ["n1"]}}}`,
+			want: []string{"spec.queue.redis.cluster.addrs[0]", "should match"},
+		},
+		{
+			name: "shards out of range",
+			spec: `queue: {shards: 65}`,
+			want: []string{"spec.queue.shards", "should be less than or equal to 64"},
+		},
+		{
+			name: "zero shards",
+			spec: `queue: {shards: 0}`,
+			want: []string{"spec.queue.shards", "should be greater than or equal to 1"},
+		},
+		{
 			name: "tls with a redis:// url",
 			spec: `queue: {redis: {tls: {insecureSkipVerify: true}}}`,
 			want: []string{"spec.queue.redis", "tls is only used with a rediss:// url"},
@@ -387,6 +417,8 @@ func TestValidEdgeCasesAreAccepted(t *testing.T) {
 		"resend integration":                  `resend: {apiKeySecretRef: {name: resend, key: key}, endpoint: "https://hooks.example.com/resend", deletionPolicy: Retain, autoEnable: false}`,
 		"gateway route":                       `gateway: {parentRefs: [{name: public, namespace: gateways, sectionName: https, port: 443}, {name: internal}], hostnames: [hooks.example.com, hooks.example.org], path: /resend, annotations: {a: b}}`,
 		"worker autoscaling":                  `worker: {sink: {url: "http://sink/x"}, autoscaling: {minReplicas: 2, maxReplicas: 2, pendingPerReplica: 1}}`,
+		"redis cluster, sharded":              `queue: {shards: 64, redis: {url: "rediss://ignored:6379", cluster: {addrs: ["n1.redis:6379", "10.0.0.2:7000"]}, minReplicas: 1}}`,
+		"redis cluster, db 0":                 `queue: {shards: 1, redis: {url: "redis://ignored:6379/0", cluster: {addrs: ["n1:6379"]}}}`,
 		"breaker tuned":                       `worker: {sink: {url: "http://sink/x"}, circuitBreaker: {enabled: false, failureThreshold: 1, probeInterval: 100ms, maxProbeInterval: 1h, maxHold: 1s}}`,
 	}
 	i := 0

@@ -19,6 +19,7 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/shard"
 )
 
 const summary = "List, replay or delete dead-lettered events of a queue (list | replay | delete)"
@@ -36,6 +37,7 @@ type Entry struct {
 	LastError    string    `json:"lastError"`
 	LastFailedAt time.Time `json:"lastFailedAt"`
 	ReceivedAt   string    `json:"receivedAt,omitempty"`
+	Queue        string    `json:"queue"`
 }
 
 func entryOf(r queuestore.Record) Entry {
@@ -43,11 +45,13 @@ func entryOf(r queuestore.Record) Entry {
 		ID: r.ID, EventType: r.EventType(), Webhook: r.Webhook(), Attempts: r.Attempts, MaxAttempts: r.MaxAttempts,
 		// Records are written cleaned; clean again for those written by older workers.
 		LastError: queuestore.CleanError(r.LastError), LastFailedAt: r.FailedAt, ReceivedAt: r.ReceivedAt(),
+		Queue: r.Queue,
 	}
 }
 
 type options struct {
 	redis       redisconn.Flags
+	shards      shard.Flags
 	queue       string
 	ids         cli.StringList
 	all         bool
@@ -71,7 +75,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	var o options
 	fs := cli.NewFlagSet("dlq "+action, summary, stdout)
 	o.redis.Register(fs)
-	fs.StringVar(&o.queue, "queue", "", "Asynq queue name (status.queue.name of the ResendWebhook)")
+	o.shards.Register(fs)
+	fs.StringVar(&o.queue, "queue", "", "Asynq queue name (status.queue.name of the ResendWebhook; with --shards, of every shard)")
 	fs.Var(&o.ids, "id", "svix-id of a dead letter (repeatable or comma-separated); replay/delete")
 	fs.BoolVar(&o.all, "all", false, "replay/delete every dead letter of the queue")
 	fs.IntVar(&o.limit, "limit", 100, "list: how many to show, newest failure first; 0 lists all")
@@ -84,6 +89,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	if err := o.validate(action); err != nil {
+		return err
+	}
+	layout, err := o.shards.Layout(o.queue)
+	if err != nil {
 		return err
 	}
 	conf, err := o.redis.Config()
@@ -99,7 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("unexpected redis client type")
 	}
 	defer func() { _ = rdb.Close() }()
-	store := queuestore.New(rdb, o.queue)
+	store := queuestore.NewSharded(rdb, layout)
 	// Take in what Asynq archived and no worker absorbed yet (e.g. no worker is running).
 	if _, _, err := store.Keep(ctx, time.Now(), 0); err != nil {
 		return err
@@ -147,7 +156,7 @@ func (o options) validate(action string) error {
 	return errors.Join(errs...)
 }
 
-func replay(ctx context.Context, store *queuestore.Store, o options) (queuestore.ReplayResult, error) {
+func replay(ctx context.Context, store *queuestore.Sharded, o options) (queuestore.ReplayResult, error) {
 	opt := queuestore.ReplayOptions{MaxAttempts: o.maxAttempts, Timeout: o.maxDuration, Retention: o.dedupWindow}
 	if o.all {
 		return store.ReplayAll(ctx, opt)
@@ -157,7 +166,7 @@ func replay(ctx context.Context, store *queuestore.Store, o options) (queuestore
 
 // list prints the dead letters page by page, so --limit 0 lists 100,000 of them without
 // holding them all (or blocking Redis).
-func list(ctx context.Context, store *queuestore.Store, o options, w io.Writer) error {
+func list(ctx context.Context, store *queuestore.Sharded, o options, w io.Writer) error {
 	var out printer = &tablePrinter{tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)}
 	if o.output == "json" {
 		out = &jsonPrinter{w: w}

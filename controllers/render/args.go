@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/shard"
 )
 
 // flag renders one "--name=value" args element.
@@ -25,6 +26,7 @@ func ReceiverArgs(rw *v1alpha1.ResendWebhook) []string {
 		flag("queue", rw.QueueName()),
 		flag("secrets-dir", SigningDir),
 	}
+	args = append(args, shardArgs(rw)...)
 	args = append(args, redisArgs(s.Queue.Redis)...)
 	if len(s.Events) > 0 {
 		events := make([]string, len(s.Events))
@@ -66,6 +68,7 @@ func WorkerArgs(rw *v1alpha1.ResendWebhook) []string {
 		flag("admin-listen", ":"+strconv.Itoa(AdminPort)),
 		flag("queue", rw.QueueName()),
 	}
+	args = append(args, shardArgs(rw)...)
 	args = append(args, redisArgs(s.Queue.Redis)...)
 	args = append(args,
 		flag("concurrency", strconv.Itoa(int(*s.Worker.Concurrency))),
@@ -103,6 +106,31 @@ func breakerArgs(b v1alpha1.CircuitBreakerSpec) []string {
 	}
 }
 
+// Layout is how the webhook's events are spread over queues: spec.queue.shards, and the earlier
+// counts in status.queue.previousShards whose queues still drain (the reconciler records a
+// change of spec.queue.shards there before it renders).
+func Layout(rw *v1alpha1.ResendWebhook) shard.Layout {
+	prev := make([]int, len(rw.Status.Queue.PreviousShards))
+	for i, p := range rw.Status.Queue.PreviousShards {
+		prev[i] = int(p)
+	}
+	l, _ := (&shard.Flags{Shards: rw.Spec.Queue.EffectiveShards(), Previous: prev}).Layout(rw.QueueName())
+	return l
+}
+
+// shardArgs are the shard flags both components share; none for one shard and nothing to drain.
+func shardArgs(rw *v1alpha1.ResendWebhook) []string {
+	l := Layout(rw)
+	var args []string
+	if l.Shards > 1 {
+		args = append(args, flag("shards", strconv.Itoa(l.Shards)))
+	}
+	if len(l.Previous) > 0 {
+		args = append(args, flag("previous-shards", (*shard.Counts)(&l.Previous).String()))
+	}
+	return args
+}
+
 // redisArgs are the redisconn flags both components share.
 func redisArgs(r v1alpha1.RedisSpec) []string {
 	args := []string{flag("redis-url", r.URL)}
@@ -114,6 +142,9 @@ func redisArgs(r v1alpha1.RedisSpec) []string {
 			flag("redis-sentinel-master", r.Sentinel.MasterName),
 			flag("redis-sentinel-addrs", strings.Join(r.Sentinel.Addrs, ",")),
 		)
+	}
+	if r.Cluster != nil {
+		args = append(args, flag("redis-cluster-addrs", strings.Join(r.Cluster.Addrs, ",")))
 	}
 	if r.TLS != nil {
 		if r.TLS.CASecretRef != nil {

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -32,6 +33,9 @@ func workerAutoscaling(rw *v1alpha1.ResendWebhook, o Options) (*v1alpha1.WorkerA
 		return nil, nil
 	}
 	r := rw.Spec.Queue.Redis
+	if r.Cluster != nil { // KEDA's redis-cluster scaler takes the seed addresses as they are
+		return w.Autoscaling, nil
+	}
 	c := redisconn.Config{URL: r.URL}
 	if r.Sentinel != nil {
 		c.SentinelMaster, c.SentinelAddrs = r.Sentinel.MasterName, r.Sentinel.Addrs
@@ -44,8 +48,13 @@ func workerAutoscaling(rw *v1alpha1.ResendWebhook, o Options) (*v1alpha1.WorkerA
 }
 
 // ScaledObject scales the worker Deployment on the length of the queue's pending list with
-// KEDA's redis (or redis-sentinel) scaler; nil without spec.worker.autoscaling or without KEDA.
-// The Redis password and CA come from TriggerAuthentication.
+// KEDA's redis (redis-sentinel, redis-cluster) scaler; nil without spec.worker.autoscaling or
+// without KEDA. The Redis password and CA come from TriggerAuthentication.
+//
+// A sharded webhook gets one trigger per queue, draining ones included (their workers must
+// stay). KEDA scales to the largest of the triggers' wishes, and svix-ids spread evenly over
+// the shards, so each trigger's target is pendingPerReplica divided by the shard count: the
+// replicas then follow the whole backlog, not one shard's.
 func ScaledObject(rw *v1alpha1.ResendWebhook, o Options) *unstructured.Unstructured {
 	rw = defaulted(rw)
 	a, conn := workerAutoscaling(rw, o)
@@ -53,11 +62,19 @@ func ScaledObject(rw *v1alpha1.ResendWebhook, o Options) *unstructured.Unstructu
 		return nil
 	}
 	r := rw.Spec.Queue.Redis
+	layout := Layout(rw)
 	metadata := map[string]any{
-		"listName":   queuestore.PendingKey(rw.QueueName()),
-		"listLength": strconv.Itoa(int(*a.PendingPerReplica)),
+		"listLength": strconv.Itoa(max(1, int(*a.PendingPerReplica)/layout.Shards)),
 	}
 	scaler := "redis"
+	if r.Cluster != nil {
+		scaler = "redis-cluster"
+		addrs := make([]string, len(r.Cluster.Addrs))
+		for i, a := range r.Cluster.Addrs {
+			addrs[i] = qualifiedAddr(a, rw.Namespace)
+		}
+		metadata["addresses"] = strings.Join(addrs, ",")
+	}
 	switch c := conn.(type) {
 	case asynq.RedisClientOpt:
 		metadata["address"] = qualifiedAddr(c.Addr, rw.Namespace)
@@ -81,16 +98,23 @@ func ScaledObject(rw *v1alpha1.ResendWebhook, o Options) *unstructured.Unstructu
 			metadata["unsafeSsl"] = "true"
 		}
 	}
-	trigger := map[string]any{"type": scaler, "metadata": metadata}
-	if TriggerAuthentication(rw, o) != nil {
-		trigger["authenticationRef"] = map[string]any{"name": ScalerName(rw)}
+	var triggers []any
+	auth := TriggerAuthentication(rw, o) != nil
+	for _, q := range layout.All() {
+		md := maps.Clone(metadata)
+		md["listName"] = queuestore.PendingKey(q)
+		trigger := map[string]any{"type": scaler, "metadata": md}
+		if auth {
+			trigger["authenticationRef"] = map[string]any{"name": ScalerName(rw)}
+		}
+		triggers = append(triggers, trigger)
 	}
 	u := kedaObject(rw, ScaledObjectGVK)
 	u.Object["spec"] = map[string]any{
 		"scaleTargetRef":  map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "name": WorkerName(rw)},
 		"minReplicaCount": int64(*a.MinReplicas),
 		"maxReplicaCount": int64(a.MaxReplicas),
-		"triggers":        []any{trigger},
+		"triggers":        triggers,
 	}
 	return u
 }

@@ -31,6 +31,9 @@ type Record struct {
 	LastError string `json:"lastError"`
 	// FailedAt is when the event was dead-lettered.
 	FailedAt time.Time `json:"failedAt"`
+	// Queue is the queue the dead letter belongs to, set by Sharded.List (not stored: the
+	// record's key says it).
+	Queue string `json:"queue,omitempty"`
 }
 
 // EventType is the Resend event type ("email.bounced"), or the task type when it is not ours.

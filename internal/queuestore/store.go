@@ -50,6 +50,10 @@ type keys struct {
 // on its length). Tasks a circuit breaker parked are not in it.
 func PendingKey(queue string) string { return asynqPrefix(queue) + "pending" }
 
+// TaskKey is Asynq's hash of the task id in queue: while it exists, an enqueue of id is refused
+// (the task is queued, remembered for deduplication, or a dead letter).
+func TaskKey(queue, id string) string { return asynqPrefix(queue) + "t:" + id }
+
 func asynqPrefix(queue string) string { return "asynq:{" + queue + "}:" }
 
 func newKeys(queue string) keys {
