@@ -385,14 +385,14 @@ func (f *fixture) serveWithMarker(t *testing.T, marker string) {
 	t.Cleanup(f.server.Close)
 }
 
-// queuesOnDistinctPrimaries returns n queue names ("ns.hook.<i>") whose keys live on n
-// different primaries of c.
-func queuesOnDistinctPrimaries(t *testing.T, c *rwhtest.RedisCluster, n int) []string {
+// queuesOnDistinctPrimaries returns n queue names ("ns.<prefix>.<i>") whose keys live on n
+// different primaries of c. Tests that share a cluster pass prefixes of their own.
+func queuesOnDistinctPrimaries(t *testing.T, c *rwhtest.RedisCluster, prefix string, n int) []string {
 	t.Helper()
 	var queues []string
 	taken := map[int]bool{}
 	for i := 0; len(queues) < n && i < 1000; i++ {
-		q := "ns.hook." + strconv.Itoa(i)
+		q := "ns." + prefix + "." + strconv.Itoa(i)
 		p, err := c.PrimaryFor(t.Context(), "{"+q+"}")
 		if err != nil {
 			t.Fatal(err)
@@ -430,12 +430,11 @@ func (d *deliveries) holdPipeline(t *testing.T, node *rwhtest.Redis, f *fixture,
 	eventually(t, 10*time.Second, "a pipeline in flight", func() bool { s, _ := enq.state(); return s == 1 })
 }
 
-// TestBatchingOnACluster: the hook batches enqueues through a Redis Cluster client: scripts
+// testBatchingOnACluster: the hook batches enqueues through a Redis Cluster client: scripts
 // for queues on three nodes go in one pipeline (go-redis splits it by node), and each request
 // gets its own answer, its task in its own queue.
-func TestBatchingOnACluster(t *testing.T) {
-	c := rwhtest.StartRedisCluster(t, 3)
-	queues := queuesOnDistinctPrimaries(t, c, 3)
+func testBatchingOnACluster(t *testing.T, c *rwhtest.RedisCluster) {
+	queues := queuesOnDistinctPrimaries(t, c, "batch", 3)
 	fs, enq, m := clusterFixtures(t, c, queues, EnqueuerOptions{Batch: true})
 	for _, q := range queues {
 		warmUp(t, fs[q])

@@ -179,15 +179,24 @@ func onClusterReplica(t *testing.T, c *rwhtest.RedisCluster, queue, key string) 
 	return n == 1
 }
 
-// TestReplicaAckOnACluster: on a Redis Cluster a 200 waits for the replica of the node that
+// TestOnACluster runs the receiver's Redis Cluster tests on one cluster of three primaries
+// with a replica each (a cluster takes seconds to start); each test has queues of its own and
+// leaves every node running.
+func TestOnACluster(t *testing.T) {
+	c := rwhtest.StartRedisClusterWithReplicas(t, 3)
+	t.Run("batching", func(t *testing.T) { testBatchingOnACluster(t, c) })
+	t.Run("replica acknowledgement", func(t *testing.T) {
+		withAndWithoutBatching(t, func(t *testing.T, batch bool) { testReplicaAckOnACluster(t, c, batch) })
+	})
+	t.Run("marker off the queue's node", func(t *testing.T) { testReplicaAckRefusesAMarkerOffTheQueuesNode(t, c) })
+}
+
+// testReplicaAckOnACluster: on a Redis Cluster a 200 waits for the replica of the node that
 // holds the task's queue. With one primary's replica frozen, requests for its queue get 503
 // and requests for queues on other nodes 200, also when they share a pipeline; once the
 // replica is back, the kept task is acknowledged as a duplicate.
-func TestReplicaAckOnACluster(t *testing.T) { withAndWithoutBatching(t, testReplicaAckOnACluster) }
-
-func testReplicaAckOnACluster(t *testing.T, batch bool) {
-	c := rwhtest.StartRedisClusterWithReplicas(t, 3)
-	queues := queuesOnDistinctPrimaries(t, c, 3)
+func testReplicaAckOnACluster(t *testing.T, c *rwhtest.RedisCluster, batch bool) {
+	queues := queuesOnDistinctPrimaries(t, c, "ack."+strconv.FormatBool(batch), 3)
 	frozen, fine, other := queues[0], queues[1], queues[2]
 	fs, enq, m := clusterFixtures(t, c, queues, EnqueuerOptions{Batch: batch, MinReplicas: 1, ReplicaTimeout: testReplicaTimeout})
 	taskKey := func(q, id string) string { return "asynq:{" + q + "}:t:" + id }
@@ -256,12 +265,11 @@ func testReplicaAckOnACluster(t *testing.T, batch bool) {
 	}
 }
 
-// TestReplicaAckRefusesAMarkerOffTheQueuesNode: a replica marker that is not in the queue's
+// testReplicaAckRefusesAMarkerOffTheQueuesNode: a replica marker that is not in the queue's
 // cluster slot would make the WAIT run on another node than the task's: the answer is 503,
 // never a 200 that proves nothing.
-func TestReplicaAckRefusesAMarkerOffTheQueuesNode(t *testing.T) {
-	c := rwhtest.StartRedisCluster(t, 3)
-	queues := queuesOnDistinctPrimaries(t, c, 2)
+func testReplicaAckRefusesAMarkerOffTheQueuesNode(t *testing.T, c *rwhtest.RedisCluster) {
+	queues := queuesOnDistinctPrimaries(t, c, "offnode", 2)
 	fs, _, _ := clusterFixtures(t, c, queues[:1], EnqueuerOptions{MinReplicas: 1, ReplicaTimeout: testReplicaTimeout})
 	f := fs[queues[0]]
 	f.serveWithMarker(t, clusterMarker(queues[1])) // on another node
