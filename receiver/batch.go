@@ -33,7 +33,9 @@ import (
 //	                script wrote nothing now; e.g. a delivery that got 503 for lack of replicas)
 //	WAIT N timeout  replication offsets are ordered, so this covers all the writes before it
 //
-// and one WAIT covers a whole batch.
+// and one WAIT covers a whole batch. On a Redis Cluster (a *redis.ClusterClient) go-redis splits
+// the scripts' pipeline by node, and a WAIT counts only the replicas of the node it runs on:
+// there the INCR and WAIT follow the pipeline, on each node that took a script (waitPerNode).
 //
 // Commands without an enqueue request in their context (pings, the queue set) are not touched.
 type Enqueuer struct {
@@ -226,19 +228,24 @@ func (e *Enqueuer) send(batch []*pending, reason flushReason) {
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
+	cluster, isCluster := e.rdb.(*redis.ClusterClient)
 	pipe := e.rdb.Pipeline()
 	for _, p := range batch {
 		_ = pipe.Process(ctx, p.script)
 	}
 	var marker *redis.IntCmd
 	var wait *redis.IntCmd
-	if e.minReplicas > 0 {
+	if e.minReplicas > 0 && !isCluster {
 		marker = pipe.Incr(ctx, batch[0].marker)
 		wait = redis.NewIntCmd(ctx, "wait", e.minReplicas, e.replicaTimeout.Milliseconds())
 		_ = pipe.Process(ctx, wait)
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	e.metrics.observeBatch(len(batch), reason)
+	if isCluster && e.minReplicas > 0 {
+		e.waitPerNode(ctx, cluster, batch)
+		return
+	}
 	if wait == nil {
 		return
 	}
@@ -250,6 +257,81 @@ func (e *Enqueuer) send(batch []*pending, reason flushReason) {
 			p.wait = w
 		}
 	}
+}
+
+// waitPerNode is the replica acknowledgement on a Redis Cluster. A WAIT counts the replicas of
+// the node it runs on only, and a batch may hold tasks of queues on several nodes; so each
+// node that took a task gets its own INCR marker + WAIT (all nodes at once), and each script
+// the answer of its node. A marker is hash-tagged with its queue, so it lives on the node of
+// the queue's keys; one write per node is enough to cover all the scripts before it there. A
+// marker on another node than its script's keys would make that WAIT prove nothing: it is
+// reported as an error instead.
+func (e *Enqueuer) waitPerNode(ctx context.Context, cluster *redis.ClusterClient, batch []*pending) {
+	type node struct {
+		client  *redis.Client
+		marker  string // the first marker of the node's scripts: one write is enough
+		pending []*pending
+	}
+	var nodes []*node
+	for _, p := range batch {
+		if p.script.Err() != nil {
+			continue // as on one Redis: the script's error is the answer
+		}
+		client, err := nodeOf(ctx, cluster, p)
+		if err != nil {
+			p.wait = replicaWait{ran: true, err: err}
+			continue
+		}
+		i := slices.IndexFunc(nodes, func(n *node) bool { return n.client.Options().Addr == client.Options().Addr })
+		if i < 0 {
+			i = len(nodes)
+			nodes = append(nodes, &node{client: client, marker: p.marker})
+		}
+		nodes[i].pending = append(nodes[i].pending, p)
+	}
+	waitOn := func(n *node) {
+		var marker, wait *redis.IntCmd
+		_, _ = n.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			marker = pipe.Incr(ctx, n.marker)
+			wait = redis.NewIntCmd(ctx, "wait", e.minReplicas, e.replicaTimeout.Milliseconds())
+			return pipe.Process(ctx, wait)
+		})
+		w := replicaWait{ran: true, replica: wait.Val(), err: errors.Join(marker.Err(), wait.Err())}
+		for _, p := range n.pending {
+			p.wait = w
+		}
+	}
+	if len(nodes) == 1 { // the usual case: no goroutine
+		waitOn(nodes[0])
+		return
+	}
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(func() { waitOn(n) })
+	}
+	wg.Wait()
+}
+
+// nodeOf is the primary that holds p's marker, after checking that it also holds the first
+// key of p's script (asynq's task hash, hash-tagged with the queue like the marker).
+func nodeOf(ctx context.Context, cluster *redis.ClusterClient, p *pending) (*redis.Client, error) {
+	args := p.script.Args() // evalsha|eval, sha|body, numkeys, keys…, args…
+	if len(args) < 4 || fmt.Sprint(args[2]) == "0" {
+		return nil, errors.New("the enqueue script names no key")
+	}
+	key, _ := args[3].(string)
+	node, err := cluster.MasterForKey(ctx, p.marker)
+	if err != nil {
+		return nil, err
+	}
+	keyNode, err := cluster.MasterForKey(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if keyNode.Options().Addr != node.Options().Addr {
+		return nil, errors.New("the replica marker is not on the cluster node of the task's queue (it must be hash-tagged with the queue)")
+	}
+	return node, nil
 }
 
 // argsSize approximates the bytes a command's arguments take on the wire.

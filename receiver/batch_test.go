@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -327,5 +329,144 @@ func TestEnqueuerOptions(t *testing.T) {
 	}
 	if _, err := NewEnqueuer(rdb, EnqueuerOptions{Batch: true}); err != nil {
 		t.Errorf("batching alone: %v", err)
+	}
+}
+
+// clusterFixtures serves one handler per queue, all on one Redis Cluster client through one
+// Enqueuer made from o (as the queues of a sharded webhook share a receiver's client), with
+// each handler's replica marker hash-tagged with its queue. The fixtures' Inspector reads the
+// cluster on a client of its own. The returned metrics count the Enqueuer's pipelines.
+func clusterFixtures(t *testing.T, c *rwhtest.RedisCluster, queues []string, o EnqueuerOptions) (map[string]*fixture, *Enqueuer, *Metrics) {
+	t.Helper()
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), ReadTimeout: redisReadTimeout + o.ReplicaTimeout})
+	t.Cleanup(func() { _ = rdb.Close() })
+	o.Metrics = NewMetrics(prometheus.NewRegistry(), "ns/hook")
+	enq, err := NewEnqueuer(rdb, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClientFromRedisClient(rdb)
+	insp := asynq.NewInspectorFromRedisClient(c.Client(t))
+	fixtures := map[string]*fixture{}
+	for _, q := range queues {
+		f := &fixture{client: client, insp: insp, logs: &syncBuffer{}}
+		secrets, err := NewStaticSecrets(vectorSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.opts = Options{ // newFixture's, on the cluster
+			Client: client, Secrets: secrets, Queue: q, Webhook: "ns/hook", Enqueuer: enq,
+			MaxAttempts: 4, MaxDuration: 30 * time.Second, DedupWindow: time.Hour,
+			MaxBodyBytes: 4096, Tolerance: 5 * time.Minute, EnqueueTimeout: 20 * time.Second,
+			Logger: slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		}
+		f.serveWithMarker(t, clusterMarker(q))
+		fixtures[q] = f
+	}
+	return fixtures, enq, o.Metrics
+}
+
+// clusterMarker is the replica marker of queue: in the queue's cluster slot, like its tasks.
+func clusterMarker(queue string) string { return "rwh:{" + queue + "}:replica-ack" }
+
+// serveWithMarker serves a new handler made from f's options (fresh metrics) whose enqueues
+// write marker before each WAIT.
+func (f *fixture) serveWithMarker(t *testing.T, marker string) {
+	t.Helper()
+	f.reg = prometheus.NewRegistry()
+	f.metrics = NewMetrics(f.reg, "ns/hook")
+	f.opts.Metrics = f.metrics
+	h, err := NewHandler(f.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.replicaMarker = marker // before it serves: no request reads it concurrently
+	f.handler, f.server = h, httptest.NewServer(h)
+	t.Cleanup(f.server.Close)
+}
+
+// queuesOnDistinctPrimaries returns n queue names ("ns.<prefix>.<i>") whose keys live on n
+// different primaries of c. Tests that share a cluster pass prefixes of their own.
+func queuesOnDistinctPrimaries(t *testing.T, c *rwhtest.RedisCluster, prefix string, n int) []string {
+	t.Helper()
+	var queues []string
+	taken := map[int]bool{}
+	for i := 0; len(queues) < n && i < 1000; i++ {
+		q := "ns." + prefix + "." + strconv.Itoa(i)
+		p, err := c.PrimaryFor(t.Context(), "{"+q+"}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !taken[p] {
+			taken[p] = true
+			queues = append(queues, q)
+		}
+	}
+	if len(queues) < n {
+		t.Fatalf("found queues on %d primaries, want %d", len(queues), n)
+	}
+	return queues
+}
+
+// primaryOf is the index of the primary holding queue's keys.
+func primaryOf(t *testing.T, c *rwhtest.RedisCluster, queue string) int {
+	t.Helper()
+	p, err := c.PrimaryFor(t.Context(), "{"+queue+"}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// holdPipeline pauses node, sends first's request for id through f and waits until its
+// pipeline is in flight (held up on node); the caller sends more and then resumes node.
+func (d *deliveries) holdPipeline(t *testing.T, node *rwhtest.Redis, f *fixture, enq *Enqueuer, id string) {
+	t.Helper()
+	if err := node.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = node.Resume() })
+	d.send(t, f, event("email.sent"), id)
+	eventually(t, 10*time.Second, "a pipeline in flight", func() bool { s, _ := enq.state(); return s == 1 })
+}
+
+// testBatchingOnACluster: the hook batches enqueues through a Redis Cluster client: scripts
+// for queues on three nodes go in one pipeline (go-redis splits it by node), and each request
+// gets its own answer, its task in its own queue.
+func testBatchingOnACluster(t *testing.T, c *rwhtest.RedisCluster) {
+	queues := queuesOnDistinctPrimaries(t, c, "batch", 3)
+	fs, enq, m := clusterFixtures(t, c, queues, EnqueuerOptions{Batch: true})
+	for _, q := range queues {
+		warmUp(t, fs[q])
+	}
+	queuedBefore := testutil.ToFloat64(m.batches[flushQueued])
+	_, scriptsBefore := batchCounts(m)
+
+	d := newDeliveries()
+	d.holdPipeline(t, c.Node(primaryOf(t, c, queues[0])), fs[queues[0]], enq, "msg_held")
+	for _, q := range queues {
+		d.send(t, fs[q], event("email.sent"), "msg_"+q)
+	}
+	eventually(t, 10*time.Second, "three scripts queued", func() bool { _, q := enq.state(); return q == 3 })
+	if err := c.Node(primaryOf(t, c, queues[0])).Resume(); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range d.wait(t) {
+		if a.code != http.StatusOK || !strings.Contains(a.body, `"enqueued"`) {
+			t.Fatalf("%s: %d %s", a.id, a.code, a.body)
+		}
+	}
+	_, scripts := batchCounts(m)
+	if queued := testutil.ToFloat64(m.batches[flushQueued]) - queuedBefore; queued != 1 || scripts-scriptsBefore != 4 {
+		t.Errorf("%v queued pipelines, %v scripts; want the held one, then the three queues' scripts in one pipeline", queued, scripts-scriptsBefore)
+	}
+	for _, q := range queues {
+		id := "msg_" + q
+		if info, ok := fs[q].task(t, q, id); !ok || info.Queue != q || info.Type != "resend:email.sent" {
+			t.Errorf("task %s in %s: %+v, found %v", id, q, info, ok)
+		}
+	}
+	if _, ok := fs[queues[0]].task(t, queues[0], "msg_held"); !ok {
+		t.Error("the held request's task is not in its queue")
 	}
 }
