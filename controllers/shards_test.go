@@ -41,7 +41,9 @@ func TestShardChangeDrainsTheOldQueue(t *testing.T) {
 		return d.Spec.Template.Spec.Containers[0].Args
 	}
 	for _, name := range []string{"hooks-receiver", "hooks-worker"} {
-		if a := args(name); slices.ContainsFunc(a, func(s string) bool { return strings.HasPrefix(s, "--shards") || strings.HasPrefix(s, "--previous-shards") }) {
+		if a := args(name); slices.ContainsFunc(a, func(s string) bool {
+			return strings.HasPrefix(s, "--shards") || strings.HasPrefix(s, "--previous-shards")
+		}) {
 			t.Errorf("%s: one shard renders no shard flag: %v", name, a)
 		}
 	}

@@ -367,7 +367,7 @@ func clusterFixtures(t *testing.T, c *rwhtest.RedisCluster, queues []string, o E
 }
 
 // clusterMarker is the replica marker of queue: in the queue's cluster slot, like its tasks.
-func clusterMarker(queue string) string { return "rwh:{" + queue + "}:replica-ack" }
+func clusterMarker(queue string) string { return replicaMarkerKey(queue) }
 
 // serveWithMarker serves a new handler made from f's options (fresh metrics) whose enqueues
 // write marker before each WAIT.
@@ -380,7 +380,7 @@ func (f *fixture) serveWithMarker(t *testing.T, marker string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.replicaMarker = marker // before it serves: no request reads it concurrently
+	h.shards[0].marker = marker // one shard; before it serves: no request reads it concurrently
 	f.handler, f.server = h, httptest.NewServer(h)
 	t.Cleanup(f.server.Close)
 }
