@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/shard"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/task"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
@@ -126,5 +127,74 @@ func TestListAllPages(t *testing.T) {
 	}
 	if lines := strings.Count(out.String(), "\n"); lines != 6 {
 		t.Errorf("table with --limit 5 has %d lines, want header + 5:\n%s", lines, out.String())
+	}
+}
+
+// TestShardedDeadLetters: with --shards (and --previous-shards) dlq lists, replays and deletes
+// the dead letters of every shard, each in the queue it came from, a draining one included.
+func TestShardedDeadLetters(t *testing.T) {
+	r := testutil.StartRedis(t)
+	opt := asynq.RedisClientOpt{Addr: r.Addr()}
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(opt)
+	t.Cleanup(func() { _ = insp.Close() })
+	layout := shard.Layout{Queue: "ns.sharded", Shards: 3, Previous: []int{1}}
+	queueOf := map[string]string{}
+	for i := range 12 {
+		id := fmt.Sprintf("msg_%02d", i)
+		q := layout.QueueFor(id)
+		if i == 0 {
+			q = layout.Queue // dead-lettered before the change to 3 shards
+		}
+		queueOf[id] = q
+		tk := asynq.NewTaskWithHeaders(task.TypeName("email.bounced"), []byte(`{}`), map[string]string{task.HeaderSvixID: id})
+		if _, err := client.Enqueue(tk, asynq.Queue(q), asynq.TaskID(id)); err != nil {
+			t.Fatal(err)
+		}
+		if err := insp.ArchiveTask(q, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		base := []string{"--redis-url", r.URL(), "--queue", layout.Queue, "--shards", "3", "--previous-shards", "1"}
+		err := run(context.Background(), append(args[:1:1], append(base, args[1:]...)...), func(string) string { return "" }, &out)
+		return out.String(), err
+	}
+	out, err := cmd("list", "-o", "json", "--limit", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []Entry
+	if err := json.Unmarshal([]byte(out), &entries); err != nil {
+		t.Fatal(err)
+	}
+	queues := map[string]int{}
+	for _, e := range entries {
+		if e.Queue != queueOf[e.ID] {
+			t.Errorf("%s listed in %q, dead-lettered in %q", e.ID, e.Queue, queueOf[e.ID])
+		}
+		queues[e.Queue]++
+	}
+	if len(entries) != 12 || len(queues) != 4 {
+		t.Fatalf("listed %d dead letters in queues %v; want 12 in the 3 shards and the old queue", len(entries), queues)
+	}
+	if out, err := cmd("list", "--offset", "10", "--limit", "5", "-o", "json"); err != nil || strings.Count(out, `"id"`) != 2 {
+		t.Fatalf("paging past the first shards: %v %s", err, out)
+	}
+	if out, err = cmd("replay", "--id", "msg_00,msg_01"); err != nil || !strings.Contains(out, "replayed: 2") {
+		t.Fatalf("replay: %v %q", err, out)
+	}
+	for _, id := range []string{"msg_00", "msg_01"} {
+		if info, err := insp.GetTaskInfo(queueOf[id], id); err != nil || info.State != asynq.TaskStatePending {
+			t.Errorf("%s after replay: %+v %v; want pending in %s", id, info, err, queueOf[id])
+		}
+	}
+	if out, err = cmd("delete", "--id", "msg_02"); err != nil || !strings.Contains(out, "deleted: 1") {
+		t.Fatalf("delete: %v %q", err, out)
+	}
+	if out, err = cmd("replay", "--all"); err != nil || !strings.Contains(out, "replayed: 9") {
+		t.Fatalf("replay --all: %v %q", err, out)
 	}
 }

@@ -35,10 +35,25 @@ func TestArgsAreFlagsTheBinariesDefine(t *testing.T) {
 	if args := render.ReceiverArgs(Minimal()); slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--min-replicas") }) {
 		t.Errorf("receiver args %q ask for replica acknowledgement the spec does not", args)
 	}
+	sharded := shardedOnCluster()
+	for _, args := range [][]string{render.ReceiverArgs(sharded), render.WorkerArgs(sharded)} {
+		for _, want := range []string{"--shards=3", "--previous-shards=1,4", "--redis-cluster-addrs=n1.redis:6379,n2.redis:6379"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("args %q lack %s", args, want)
+			}
+		}
+	}
+	for _, args := range [][]string{render.ReceiverArgs(Full()), render.WorkerArgs(Full())} {
+		if slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, "shards") || strings.Contains(a, "cluster") }) {
+			t.Errorf("args %q shard or use a cluster the spec does not ask for", args)
+		}
+	}
 	for _, tc := range []struct {
 		cmd  cli.Command
 		args []string
 	}{
+		{receiver.Command, render.ReceiverArgs(sharded)},
+		{worker.Command, render.WorkerArgs(sharded)},
 		{receiver.Command, render.ReceiverArgs(Full())},
 		{receiver.Command, render.ReceiverArgs(Minimal())},
 		{receiver.Command, replicaArgs},
@@ -55,6 +70,17 @@ func TestArgsAreFlagsTheBinariesDefine(t *testing.T) {
 			t.Errorf("%s rejects the rendered args %q: %v", tc.cmd.Name, tc.args, err)
 		}
 	}
+}
+
+// shardedOnCluster is Full on a Redis Cluster with 3 shards, 1 and 4 still draining.
+func shardedOnCluster() *v1alpha1.ResendWebhook {
+	rw := Full()
+	rw.Spec.Queue.Redis.URL = "redis://unused:6379"
+	rw.Spec.Queue.Redis.Sentinel = nil
+	rw.Spec.Queue.Redis.Cluster = &v1alpha1.RedisClusterSpec{Addrs: []string{"n1.redis:6379", "n2.redis:6379"}}
+	rw.Spec.Queue.Shards = new(int32(3))
+	rw.Status.Queue.PreviousShards = []int32{4, 1}
+	return rw
 }
 
 // breakerDisabled is Full with the circuit breaker turned off (rendered as threshold 0).

@@ -8,6 +8,7 @@ import (
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/shard"
 )
 
 func triggerMetadata(t *testing.T, so *unstructured.Unstructured) (string, map[string]any) {
@@ -62,6 +63,40 @@ func TestScaledObjectRedisAddresses(t *testing.T) {
 }
 
 // Without KEDA the workers keep spec.worker.replicas and nothing of KEDA is rendered or deleted.
+// TestScaledObjectPerShard: one trigger per queue (current shards, then draining ones), each
+// aiming at its share of pendingPerReplica; a cluster uses KEDA's redis-cluster scaler.
+func TestScaledObjectPerShard(t *testing.T) {
+	rw := shardedOnCluster()
+	rw.Spec.Worker.Autoscaling = &v1alpha1.WorkerAutoscalingSpec{MaxReplicas: 10, PendingPerReplica: new(int32(90))}
+	so := render.ScaledObject(rw, opts)
+	if so == nil {
+		t.Fatal("no ScaledObject")
+	}
+	triggers, _, _ := unstructured.NestedSlice(so.Object, "spec", "triggers")
+	layout := render.Layout(rw)
+	all := layout.All()
+	distinct := map[string]bool{"mail-events": true}
+	for _, n := range []int{3, 4} {
+		for _, q := range shard.Queues("mail-events", n) {
+			distinct[q] = true
+		}
+	}
+	if len(triggers) != len(all) || len(all) != len(distinct) {
+		t.Fatalf("%d triggers for queues %v", len(triggers), all)
+	}
+	for i, tr := range triggers {
+		tr := tr.(map[string]any)
+		md := tr["metadata"].(map[string]any)
+		if tr["type"] != "redis-cluster" || md["addresses"] != "n1.redis:6379,n2.redis:6379" || md["listLength"] != "30" ||
+			md["listName"] != "asynq:{"+all[i]+"}:pending" {
+			t.Errorf("trigger %d = %v", i, tr)
+		}
+		if _, ok := md["databaseIndex"]; ok {
+			t.Errorf("trigger %d: a cluster has no database index", i)
+		}
+	}
+}
+
 func TestWorkerAutoscalingWithoutKEDA(t *testing.T) {
 	rw := Minimal()
 	rw.Spec.Queue.Redis.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "redis", Key: "password"}
