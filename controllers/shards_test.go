@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/shard"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 
@@ -113,4 +114,44 @@ func TestShardChangeDrainsTheOldQueue(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestShardedWebhookOnACluster: the operator reads a sharded webhook's queues on a Redis
+// Cluster and adds them up in status.queue; the pods get the cluster and shard flags.
+func TestShardedWebhookOnACluster(t *testing.T) {
+	useSharedManager(t)
+	cluster := testutil.StartRedisCluster(t, 3)
+	ns := namespace(t)
+	mustCreate(t, signingSecret(ns, "hooks-signing", map[string]string{"signing-secret": validSecret}))
+	rw := webhook(ns, "hooks", "redis://"+cluster.Addrs()[0])
+	rw.Spec.Queue.Redis.Cluster = &v1alpha1.RedisClusterSpec{Addrs: cluster.Addrs()}
+	rw.Spec.Queue.Shards = new(int32(3))
+	mustCreate(t, rw)
+
+	ac := asynq.NewClientFromRedisClient(cluster.Client(t))
+	queues := shard.Queues(rw.QueueName(), 3)
+	for i, q := range queues {
+		for j := range i + 1 { // 1, 2 and 3 tasks
+			if _, err := ac.Enqueue(asynq.NewTask("resend:email.sent", []byte(`{}`)), asynq.Queue(q), asynq.TaskID(fmt.Sprintf("msg_%d_%d", i, j))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	setAvailable(t, ns, "hooks-receiver", 2)
+	waitCondition(t, rw, v1alpha1.ConditionQueueReachable, metav1.ConditionTrue, v1alpha1.ReasonReachable)
+	testutil.Eventually(t, wait, "the shards' tasks added up", func() error {
+		if st := currentStatus(t, rw).Queue; st.Pending != 6 || st.Shards != 3 {
+			return fmt.Errorf("status.queue %+v", st)
+		}
+		return nil
+	})
+	var d appsv1.Deployment
+	if err := get(ns, "hooks-receiver", &d); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--shards=3", "--redis-cluster-addrs=" + strings.Join(cluster.Addrs(), ",")} {
+		if !slices.Contains(d.Spec.Template.Spec.Containers[0].Args, want) {
+			t.Errorf("receiver args lack %s", want)
+		}
+	}
 }
