@@ -261,8 +261,17 @@ func freePort(b *testing.B) int {
 }
 
 // startBenchProcess starts bin with args and env added, serving webhooks on port, and waits
-// until it is ready: readyURL answers 200, or (without one) the port answers HTTP at all.
+// until it is ready: readyURL answers 200, or (without one) the port answers HTTP at all. Its
+// meter counts the process and r.
 func startBenchProcess(b *testing.B, r *rwhtest.Redis, name string, port int, readyURL string, env []string, bin string, args ...string) *benchProcess {
+	p := startProcess(b, name, port, readyURL, env, bin, args...)
+	p.meter = rwhtest.NewCPUMeter(r.Client(b), p.cmd.Process.Pid)
+	return p
+}
+
+// startProcess is startBenchProcess without a meter; the process is stopped (SIGTERM, then
+// SIGKILL after 10 s) at cleanup.
+func startProcess(b *testing.B, name string, port int, readyURL string, env []string, bin string, args ...string) *benchProcess {
 	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -290,7 +299,7 @@ func startBenchProcess(b *testing.B, r *rwhtest.Redis, name string, port int, re
 		_ = resp.Body.Close()
 		return readyURL == "" || resp.StatusCode == http.StatusOK
 	})
-	return &benchProcess{name: name, url: url, cmd: cmd, meter: rwhtest.NewCPUMeter(r.Client(b), cmd.Process.Pid)}
+	return &benchProcess{name: name, url: url, cmd: cmd}
 }
 
 // TestMinimalHandlerProcess is not a test: BenchmarkReceiver runs this test binary with
@@ -535,7 +544,18 @@ func signedHeaders(prefix string, body []byte, n int) []http.Header {
 var benchPrefix atomic.Int64
 
 func benchHTTP(url string, body []byte, c int) *benchStats {
-	headers := signedHeaders(fmt.Sprintf("msg_http%d_", benchPrefix.Add(1)), body, benchMaxReqs)
+	return loadHTTP(url, body, benchSignedHeaders(body), c)
+}
+
+// benchSignedHeaders are the headers of a round's requests, signed beforehand, with svix-ids
+// of their own.
+func benchSignedHeaders(body []byte) []http.Header {
+	return signedHeaders(fmt.Sprintf("msg_http%d_", benchPrefix.Add(1)), body, benchMaxReqs)
+}
+
+// loadHTTP posts body with headers (one each; benchMaxReqs of them) from c
+// connections for a phase and expects 200s.
+func loadHTTP(url string, body []byte, headers []http.Header, c int) *benchStats {
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c}}
 	defer hc.CloseIdleConnections()
 	return closedLoop("http", c, func(i int) error {

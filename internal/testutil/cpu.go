@@ -38,11 +38,21 @@ func (m *CPUMeter) Now() (time.Duration, error) {
 			return 0, err
 		}
 	}
-	info, err := m.redis.Info(context.Background(), "cpu").Result()
+	redisCPU, err := RedisCPU(context.Background(), m.redis)
 	if err != nil {
 		return 0, err
 	}
-	var redisCPU float64
+	return own + redisCPU, nil
+}
+
+// RedisCPU is the CPU time (user and system, all its threads) the redis-server rdb talks to
+// has used so far, from INFO cpu (in microseconds, finer than /proc's ticks).
+func RedisCPU(ctx context.Context, rdb *redis.Client) (time.Duration, error) {
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, err
+	}
+	var seconds float64
 	for line := range strings.Lines(info) {
 		name, value, _ := strings.Cut(strings.TrimSpace(line), ":")
 		if name == "used_cpu_user" || name == "used_cpu_sys" {
@@ -50,10 +60,10 @@ func (m *CPUMeter) Now() (time.Duration, error) {
 			if err != nil {
 				return 0, fmt.Errorf("redis INFO cpu %s=%q: %w", name, value, err)
 			}
-			redisCPU += s
+			seconds += s
 		}
 	}
-	return own + time.Duration(redisCPU*float64(time.Second)), nil
+	return time.Duration(seconds * float64(time.Second)), nil
 }
 
 // ProcessCPU is the CPU time (user and system) the process pid has used so far, from

@@ -26,11 +26,12 @@ type Redis struct {
 	dir       string
 	replicaOf int // port of the primary; 0 for a primary
 	// busPort is the cluster bus port of a Redis Cluster node (see StartRedisCluster); 0 for a
-	// standalone server. A cluster node appends every write to an AOF in dir, fsynced before it
-	// answers, and keeps its nodes.conf there too.
-	busPort int
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when the current process has been reaped
+	// standalone server. A cluster node keeps its nodes.conf in dir, and by default (see
+	// Persistence) appends every write to an AOF there, fsynced before it answers.
+	busPort     int
+	persistence Persistence
+	cmd         *exec.Cmd
+	exited      chan struct{} // closed when the current process has been reaped
 }
 
 // Addr is "127.0.0.1:port".
@@ -74,10 +75,64 @@ func NewRedisOn(port int, dir string) (*Redis, error) {
 	return startRedis(port, dir, serverOptions{})
 }
 
+// NewRedisPersisting starts a redis-server that keeps its writes as p says (for benchmarks that
+// compare servers with the same persistence); call Close when done.
+func NewRedisPersisting(p Persistence) (*Redis, error) {
+	return newRedis(serverOptions{persistence: p})
+}
+
+// Persistence is how a server keeps its writes. It matters for benchmarks: an AOF fsynced on
+// every write costs a disk flush per write (or per batch of writes), AOF off costs nothing.
+type Persistence int
+
+const (
+	// PersistDefault is what the server's kind gets by default: a standalone server keeps
+	// nothing; a cluster node appends every write to an AOF fsynced before it answers (AOFAlways).
+	PersistDefault Persistence = iota
+	// PersistNothing: no AOF, no snapshots.
+	PersistNothing
+	// AOFEverySec: AOF on, fsynced once a second by a background thread (Redis' default
+	// policy when AOF is on): a crash may lose the last second.
+	AOFEverySec
+	// AOFAlways: AOF on, fsynced before the write is answered.
+	AOFAlways
+)
+
+// String is the setting as redis-server flags put it.
+func (p Persistence) String() string {
+	switch p {
+	case PersistNothing:
+		return "appendonly no"
+	case AOFEverySec:
+		return "appendonly yes, appendfsync everysec"
+	case AOFAlways:
+		return "appendonly yes, appendfsync always"
+	}
+	return "default"
+}
+
+// args are the redis-server flags of p for a server of its kind (cluster node or not).
+func (p Persistence) args(clusterNode bool) []string {
+	if p == PersistDefault {
+		p = PersistNothing
+		if clusterNode {
+			p = AOFAlways
+		}
+	}
+	switch p {
+	case AOFEverySec:
+		return []string{"--appendonly", "yes", "--appendfsync", "everysec"}
+	case AOFAlways:
+		return []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	return []string{"--appendonly", "no"}
+}
+
 // serverOptions say what kind of server startRedis starts.
 type serverOptions struct {
-	replicaOf int  // port of the primary to replicate; 0 for a primary
-	cluster   bool // a Redis Cluster node (not yet part of a cluster)
+	replicaOf   int  // port of the primary to replicate; 0 for a primary
+	cluster     bool // a Redis Cluster node (not yet part of a cluster)
+	persistence Persistence
 }
 
 func newRedis(o serverOptions) (*Redis, error) {
@@ -110,7 +165,7 @@ func startRedis(port int, dir string, o serverOptions) (*Redis, error) {
 				return nil, err
 			}
 		}
-		r := &Redis{Port: p, dir: dir, replicaOf: o.replicaOf, busPort: bus}
+		r := &Redis{Port: p, dir: dir, replicaOf: o.replicaOf, busPort: bus, persistence: o.persistence}
 		if lastErr = r.Start(); lastErr == nil {
 			return r, nil
 		}
@@ -130,11 +185,9 @@ func (r *Redis) Start() error {
 	if r.busPort != 0 {
 		args = append(args, "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(r.busPort),
 			"--cluster-config-file", filepath.Join(r.dir, "nodes.conf"),
-			"--cluster-node-timeout", strconv.Itoa(int(clusterNodeTimeout.Milliseconds())),
-			"--appendonly", "yes", "--appendfsync", "always")
-	} else {
-		args = append(args, "--appendonly", "no")
+			"--cluster-node-timeout", strconv.Itoa(int(clusterNodeTimeout.Milliseconds())))
 	}
+	args = append(args, r.persistence.args(r.busPort != 0)...)
 	if r.replicaOf != 0 {
 		args = append(args, "--replicaof", "127.0.0.1", strconv.Itoa(r.replicaOf))
 	}

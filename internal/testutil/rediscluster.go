@@ -25,7 +25,8 @@ const clusterReadyTimeout = 30 * time.Second
 
 // RedisCluster is a private Redis Cluster on 127.0.0.1: primaries that share all 16384 slots
 // and, optionally, one replica each. Every node appends each write to its AOF and fsyncs it
-// before answering, so a node killed and restarted keeps what it acknowledged.
+// before answering, so a node killed and restarted keeps what it acknowledged (unless started
+// with other persistence by NewRedisClusterPersisting).
 type RedisCluster struct {
 	nodes     []*Redis
 	primaries int   // how many of the nodes are primaries
@@ -61,6 +62,14 @@ func startCluster(t testing.TB, primaries, replicas int) *RedisCluster {
 // NewRedisCluster starts a cluster of primaries with replicas replicas each (for TestMain or
 // benchmarks); call Close when done.
 func NewRedisCluster(primaries, replicas int) (*RedisCluster, error) {
+	return NewRedisClusterPersisting(primaries, replicas, PersistDefault)
+}
+
+// NewRedisClusterPersisting is NewRedisCluster with nodes that keep their writes as p says,
+// for benchmarks that compare a cluster with a standalone server of the same persistence.
+// Without an AOF fsynced on every write (p other than PersistDefault or AOFAlways), a node
+// killed with KillNode may come back without writes it acknowledged.
+func NewRedisClusterPersisting(primaries, replicas int, p Persistence) (*RedisCluster, error) {
 	if primaries < 3 || replicas < 0 {
 		return nil, fmt.Errorf("a Redis Cluster needs at least 3 primaries, got %d (and %d replicas each)", primaries, replicas)
 	}
@@ -76,7 +85,7 @@ func NewRedisCluster(primaries, replicas int) (*RedisCluster, error) {
 		}
 	}()
 	err := ForEachParallel(n, n, func(i int) (err error) {
-		c.nodes[i], err = newRedis(serverOptions{cluster: true})
+		c.nodes[i], err = newRedis(serverOptions{cluster: true, persistence: p})
 		return err
 	})
 	if err != nil {
