@@ -9,8 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,17 +16,13 @@ import (
 	"testing"
 	"time"
 
-	svix "github.com/svix/svix-webhooks/go"
 	"golang.org/x/time/rate"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/cmd/dlq"
-	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
-	"github.com/resend-webhook-operator/resend-webhook-operator/receiver"
-	"github.com/resend-webhook-operator/resend-webhook-operator/worker"
 )
 
 // Acceptance of issue 9, worker side: a receiver and a worker started with the arguments the
@@ -78,43 +72,12 @@ func runOutage(t *testing.T, maxHold time.Duration, events int, outage time.Dura
 	rw.Default()
 	queue := rw.QueueName()
 
-	// The signing secret the receiver reads from its mounted directory.
-	secret := "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "signing-secret"), []byte(secret), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	listen, admin := freeAddr(t), freeAddr(t)
-	var logs testutil.LogBuffer
-	run := func(cmd func(context.Context, []string, func(string) string, io.Writer) error, args []string) chan error {
-		done := make(chan error, 1)
-		go func() { done <- cmd(ctx, args, func(string) string { return "" }, &logs) }()
-		return done
-	}
-	// Only the addresses and the log level differ from what the operator renders.
-	recvDone := run(receiver.Command.Run, append(render.ReceiverArgs(rw)[1:],
-		"--listen="+listen, "--admin-listen="+admin, "--secrets-dir="+dir, "--log-level=warn"))
-	workDone := run(worker.Command.Run, append(render.WorkerArgs(rw)[1:], "--admin-listen=127.0.0.1:0", "--log-level=warn"))
-	t.Cleanup(func() {
-		cancel()
-		for _, c := range []chan error{recvDone, workDone} {
-			select {
-			case err := <-c:
-				if err != nil {
-					t.Errorf("component stopped with %v", err)
-				}
-			case <-time.After(60 * time.Second):
-				t.Error("a component did not stop within 60s")
-			}
-		}
-		if t.Failed() {
-			t.Logf("last logs:\n%s", logs.Tail(40))
-		}
-	})
-	testutil.EventuallyTrue(t, 20*time.Second, "receiver ready", func() bool { return get("http://"+admin+"/readyz") == http.StatusOK })
+	comps := newComponents(t)
+	url, _ := comps.receiver(rw)
+	comps.worker(rw)
 
 	outageStart := time.Now()
-	sent, acked := sendSigned(t, "http://"+listen+"/", secret, events)
+	sent, acked := sendSigned(t, url, e2eSecret, events)
 	rdb := r.Client(t)
 	store := queuestore.New(rdb, queue)
 	if wantDead { // B: wait until the backlog is all dead letters before the sink returns
@@ -186,38 +149,16 @@ func expectFigures(ctx context.Context, s *queuestore.Store, ok func(queuestore.
 // sent and how many the receiver acknowledged.
 func sendSigned(t *testing.T, url, secret string, n int) (sent, acked int) {
 	t.Helper()
-	wh, err := svix.NewWebhook(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
-	defer client.CloseIdleConnections()
+	post := newSignedPoster(t, url, secret)
 	limiter := rate.NewLimiter(400, 8)
 	var ok atomic.Int64
-	err = testutil.ForEachParallel(n, 8, func(i int) error {
+	err := testutil.ForEachParallel(n, 8, func(i int) error {
 		id := fmt.Sprintf("msg_acc_%06d", i)
-		body := fmt.Appendf(nil, `{"type":"email.delivered","created_at":"2026-11-28T10:00:01.000Z","data":{"email_id":"%s","to":["a@example.com"],"subject":"Hello"}}`, id)
 		for range 5 {
 			if err := limiter.Wait(context.Background()); err != nil {
 				return err
 			}
-			now := time.Now()
-			sig, err := wh.Sign(id, now, body)
-			if err != nil {
-				return err
-			}
-			req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-			req.Header.Set("content-type", "application/json")
-			req.Header.Set("svix-id", id)
-			req.Header.Set("svix-timestamp", strconv.FormatInt(now.Unix(), 10))
-			req.Header.Set("svix-signature", sig)
-			resp, err := client.Do(req)
-			if err != nil {
-				continue
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if post(id) == http.StatusOK {
 				ok.Add(1)
 				return nil
 			}

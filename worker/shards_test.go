@@ -1,12 +1,8 @@
 package worker_test
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,11 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
-	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/shard"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
-	"github.com/resend-webhook-operator/resend-webhook-operator/receiver"
-	"github.com/resend-webhook-operator/resend-webhook-operator/worker"
 )
 
 // TestShardChangeLosesAndDuplicatesNothing: 600 events wait in the queue of a one-shard webhook
@@ -40,46 +33,10 @@ func TestShardChangeLosesAndDuplicatesNothing(t *testing.T) {
 		},
 	}
 	rw.Default()
-	secret := "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "signing-secret"), []byte(secret), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var logs testutil.LogBuffer
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("last logs:\n%s", logs.Tail(40))
-		}
-	})
-	// start runs a component until the returned stop is called.
-	start := func(cmd func(context.Context, []string, func(string) string, io.Writer) error, args []string) (stop func()) {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- cmd(ctx, args, func(string) string { return "" }, &logs) }()
-		stopped := false
-		stop = func() {
-			if stopped {
-				return
-			}
-			stopped = true
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("component stopped with %v", err)
-			}
-		}
-		t.Cleanup(stop)
-		return stop
-	}
-	startReceiver := func() (url string, stop func()) {
-		listen, admin := freeAddr(t), freeAddr(t)
-		stop = start(receiver.Command.Run, append(render.ReceiverArgs(rw)[1:],
-			"--listen="+listen, "--admin-listen="+admin, "--secrets-dir="+dir, "--log-level=warn", "--shutdown-delay=0s"))
-		testutil.EventuallyTrue(t, 20*time.Second, "receiver ready", func() bool { return get("http://"+admin+"/readyz") == http.StatusOK })
-		return "http://" + listen + "/", stop
-	}
+	comps := newComponents(t)
 	deliver := func(url string, from, to int) {
 		t.Helper()
-		post := newSignedPoster(t, url, secret)
+		post := newSignedPoster(t, url, e2eSecret)
 		err := testutil.ForEachParallel(to-from, 8, func(i int) error {
 			if code := post(fmt.Sprintf("msg_reshard_%04d", from+i)); code != http.StatusOK {
 				return fmt.Errorf("event %d: %d", from+i, code)
@@ -92,7 +49,7 @@ func TestShardChangeLosesAndDuplicatesNothing(t *testing.T) {
 	}
 
 	// One shard, no worker: the events wait in the webhook's queue.
-	url, stopReceiver := startReceiver()
+	url, stopReceiver := comps.receiver(rw, "--shutdown-delay=0s")
 	deliver(url, 0, events)
 	stopReceiver()
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: r.Addr()})
@@ -104,8 +61,8 @@ func TestShardChangeLosesAndDuplicatesNothing(t *testing.T) {
 	// Four shards, the old count draining: what the operator renders after the change.
 	rw.Spec.Queue.Shards = new(int32(4))
 	rw.Status.Queue.PreviousShards = []int32{1}
-	url, _ = startReceiver()
-	start(worker.Command.Run, append(render.WorkerArgs(rw)[1:], "--admin-listen=127.0.0.1:0", "--log-level=warn", "--poll-interval=100ms"))
+	url, _ = comps.receiver(rw)
+	comps.worker(rw, "--poll-interval=100ms")
 	deliver(url, 0, 2*events) // re-deliveries of the waiting events, then new ones
 
 	testutil.EventuallyTrue(t, time.Minute, "every event delivered", func() bool { return sink.distinct() >= 2*events })

@@ -17,12 +17,7 @@ import (
 )
 
 func TestListReplayDelete(t *testing.T) {
-	r := testutil.StartRedis(t)
-	opt := asynq.RedisClientOpt{Addr: r.Addr()}
-	client := asynq.NewClient(opt)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(opt)
-	t.Cleanup(func() { _ = insp.Close() })
+	r, client, insp := startRedis(t)
 	const q = "ns.hooks"
 	for _, id := range []string{"msg_a", "msg_b", "msg_c"} {
 		tk := asynq.NewTaskWithHeaders(task.TypeName("email.bounced"), []byte(`{"type":"email.bounced"}`),
@@ -133,12 +128,7 @@ func TestListAllPages(t *testing.T) {
 // TestShardedDeadLetters: with --shards (and --previous-shards) dlq lists, replays and deletes
 // the dead letters of every shard, each in the queue it came from, a draining one included.
 func TestShardedDeadLetters(t *testing.T) {
-	r := testutil.StartRedis(t)
-	opt := asynq.RedisClientOpt{Addr: r.Addr()}
-	client := asynq.NewClient(opt)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(opt)
-	t.Cleanup(func() { _ = insp.Close() })
+	r, client, insp := startRedis(t)
 	layout := shard.Layout{Queue: "ns.sharded", Shards: 3, Previous: []int{1}}
 	queueOf := map[string]string{}
 	for i := range 12 {
@@ -197,4 +187,15 @@ func TestShardedDeadLetters(t *testing.T) {
 	if out, err = cmd("replay", "--all"); err != nil || !strings.Contains(out, "replayed: 9") {
 		t.Fatalf("replay --all: %v %q", err, out)
 	}
+}
+
+// startRedis starts a Redis and returns an Asynq client and inspector for it.
+func startRedis(t *testing.T) (*testutil.Redis, *asynq.Client, *asynq.Inspector) {
+	r := testutil.StartRedis(t)
+	opt := asynq.RedisClientOpt{Addr: r.Addr()}
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(opt)
+	t.Cleanup(func() { _ = insp.Close() })
+	return r, client, insp
 }
