@@ -83,7 +83,7 @@ func runOnCluster(t *testing.T, cluster *testutil.RedisCluster, name string, sha
 			killed.Do(func() {
 				cluster.KillNode(victim) // SIGKILL mid-traffic
 				go func() {
-					time.Sleep(2 * time.Second) // the outage itself, not a synchronisation
+					waitFor(2 * time.Second) // the outage itself
 					restarted <- cluster.RestartNode(victim)
 				}()
 			})
@@ -95,7 +95,7 @@ func runOnCluster(t *testing.T, cluster *testutil.RedisCluster, name string, sha
 				return nil
 			}
 			refused.Add(1)
-			time.Sleep(100 * time.Millisecond)
+			waitFor(100 * time.Millisecond) // the sender's pause before it delivers again
 		}
 		return fmt.Errorf("%s never acknowledged", ids[i])
 	})
