@@ -330,7 +330,7 @@ func benchBody() []byte {
 // bound (default), the probe's verdict per request, logging at the production default level.
 func benchReceiver(b testing.TB, client *asynq.Client, enqueuer *Enqueuer, metrics *Metrics) string {
 	h, err := NewHandler(Options{
-		Client: client, Secrets: StaticSecrets{mustWebhook(b)}, Queue: benchQueue, Webhook: "bench/hook",
+		Client: client, Secrets: mustStaticSecrets(b), Queue: benchQueue, Webhook: "bench/hook",
 		Enqueuer: enqueuer, Metrics: metrics, RedisHealth: (&redisProbe{}).failure,
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
@@ -338,6 +338,15 @@ func benchReceiver(b testing.TB, client *asynq.Client, enqueuer *Enqueuer, metri
 		b.Fatal(err)
 	}
 	return benchServe(b, h)
+}
+
+// mustStaticSecrets is the receiver's side of vectorSecret; mustWebhook is svix's.
+func mustStaticSecrets(b testing.TB) StaticSecrets {
+	s, err := NewStaticSecrets(vectorSecret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
 }
 
 func mustWebhook(b testing.TB) *svix.Webhook {
@@ -616,7 +625,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 				}
 			}
 			h, err := NewHandler(Options{
-				Client: asynq.NewClientFromRedisClient(rdb), Secrets: StaticSecrets{mustWebhook(b)}, Queue: benchQueue,
+				Client: asynq.NewClientFromRedisClient(rdb), Secrets: mustStaticSecrets(b), Queue: benchQueue,
 				Webhook: "bench/hook", Enqueuer: enqueuer, Metrics: NewMetrics(prometheus.NewRegistry(), "bench/hook"),
 				RedisHealth: (&redisProbe{}).failure,
 				Logger:      slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
