@@ -11,8 +11,9 @@ import (
 	"sync"
 )
 
-// sigLen is the length of the standard base64 of an HMAC-SHA256: the "<base64>" of "v1,<base64>".
-var sigLen = base64.StdEncoding.EncodedLen(sha256.Size)
+// sigLen is the length of the padded standard base64 of an HMAC-SHA256: the "<base64>" of
+// "v1,<base64>".
+const sigLen = (sha256.Size + 2) / 3 * 4
 
 // Verifier checks the svix-signature header of a webhook against one secret, accepting and
 // rejecting exactly what svix's Webhook.VerifyIgnoringTimestamp does once the caller has read
@@ -28,7 +29,7 @@ type macState struct {
 	mac    hash.Hash // Reset keeps the key
 	prefix []byte    // "<id>.<timestamp>."
 	sum    [sha256.Size]byte
-	b64    [44]byte // base64 of sum; sigLen bytes
+	b64    [sigLen]byte
 }
 
 // NewVerifier returns a Verifier for a raw (decoded) key, which must not be empty (see Parse
@@ -65,7 +66,7 @@ func (v *Verifier) Verify(id string, timestamp int64, body []byte, signatures st
 	_, _ = st.mac.Write(st.prefix) // a hash never fails to write
 	_, _ = st.mac.Write(body)
 	base64.StdEncoding.Encode(st.b64[:], st.mac.Sum(st.sum[:0]))
-	want := st.b64[:sigLen]
+	want := st.b64[:]
 
 	for rest := signatures; ; {
 		entry, more, found := strings.Cut(rest, " ")
