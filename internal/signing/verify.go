@@ -55,6 +55,8 @@ func ParseVerifier(v []byte) (*Verifier, error) {
 // versions, without a comma or with a signature of another length are ignored, like svix does;
 // what follows a second comma in an entry is ignored too. timestamp is the parsed
 // svix-timestamp: svix signs its decimal form, whatever the header's spelling ("+0123" → "123").
+// The caller has checked what svix checks first: non-empty id and signatures and a timestamp
+// that strconv.ParseInt(…, 10, 64) accepts (with an empty header svix would try webhook-* ones).
 func (v *Verifier) Verify(id string, timestamp int64, body []byte, signatures string) bool {
 	st := v.macs.Get().(*macState)
 	defer v.macs.Put(st)
