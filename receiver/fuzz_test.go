@@ -107,6 +107,11 @@ func FuzzHandler(f *testing.F) {
 			}
 			return
 		}
+		// The handler's signature check says what svix says: a 401 signature only for a request
+		// svix rejects (a 200 only for one it accepts, below).
+		if answer == string(outcomes[outSignature].body) && wh.VerifyIgnoringTimestamp(body, req.Header) == nil {
+			t.Fatalf("401 signature for a request svix verifies (id %q, timestamp %q, signature %q)", id, ts, sig)
+		}
 		if code == 503 && (!redisDown || answer != string(outcomes[outRedisDown].body)) {
 			t.Fatalf("503 %q with redis reported down %v; only redis_down is possible here", answer, redisDown)
 		}

@@ -14,35 +14,33 @@ import (
 	"sync/atomic"
 	"time"
 
-	svix "github.com/svix/svix-webhooks/go"
-
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/signing"
 )
 
 // SecretSource gives the handler the signing secrets valid right now; a request is accepted
 // when any of them matches. It must be safe for concurrent use and cheap (called per request).
 type SecretSource interface {
-	Webhooks() []*svix.Webhook
+	Verifiers() []*signing.Verifier
 }
 
 // StaticSecrets is a fixed SecretSource (tests, benchmarks, embedding the handler).
-type StaticSecrets []*svix.Webhook
+type StaticSecrets []*signing.Verifier
 
 // NewStaticSecrets parses whsec_… values.
 func NewStaticSecrets(values ...string) (StaticSecrets, error) {
 	var s StaticSecrets
 	for i, v := range values {
-		wh, err := signing.Parse([]byte(v))
+		v, err := signing.ParseVerifier([]byte(v))
 		if err != nil {
 			return nil, fmt.Errorf("secret %d: %w", i, err)
 		}
-		s = append(s, wh)
+		s = append(s, v)
 	}
 	return s, nil
 }
 
-// Webhooks implements SecretSource.
-func (s StaticSecrets) Webhooks() []*svix.Webhook { return s }
+// Verifiers implements SecretSource.
+func (s StaticSecrets) Verifiers() []*signing.Verifier { return s }
 
 // SecretsDir is a SecretSource backed by a directory in which every regular file holds one
 // whsec_… secret, the way Kubernetes mounts a Secret. Rescan re-reads it and swaps the set
@@ -56,7 +54,7 @@ type SecretsDir struct {
 
 // secretSet is one scan of the directory.
 type secretSet struct {
-	webhooks    []*svix.Webhook
+	verifiers   []*signing.Verifier
 	valid       []string          // file names of usable secrets
 	invalid     map[string]string // file name → why it is unusable
 	fingerprint [sha256.Size]byte // changes when any name or content changes
@@ -72,11 +70,11 @@ func NewSecretsDir(dir string, log *slog.Logger, m *Metrics) (*SecretsDir, error
 	return s, nil
 }
 
-// Webhooks implements SecretSource.
-func (s *SecretsDir) Webhooks() []*svix.Webhook { return s.current.Load().webhooks }
+// Verifiers implements SecretSource.
+func (s *SecretsDir) Verifiers() []*signing.Verifier { return s.current.Load().verifiers }
 
 // Valid is the number of usable secrets loaded.
-func (s *SecretsDir) Valid() int { return len(s.current.Load().webhooks) }
+func (s *SecretsDir) Valid() int { return len(s.current.Load().verifiers) }
 
 // Rescan reads the directory again and installs the result when it differs. When the
 // directory cannot be read the previous set stays in use and the error is returned.
@@ -152,12 +150,12 @@ func scanSecrets(dir string) (*secretSet, error) {
 		}
 		_, _ = fmt.Fprintf(h, "%s\x00%d\x00", name, len(content))
 		h.Write(content)
-		wh, err := signing.Parse(content)
+		v, err := signing.ParseVerifier(content)
 		if err != nil {
 			set.invalid[name] = err.Error()
 			continue
 		}
-		set.webhooks = append(set.webhooks, wh)
+		set.verifiers = append(set.verifiers, v)
 		set.valid = append(set.valid, name)
 	}
 	for _, name := range slices.Sorted(maps.Keys(set.invalid)) {

@@ -28,6 +28,15 @@ const Prefix = "whsec_"
 // whitespace (files and Secrets often end in a newline). Errors say what is wrong and never
 // include the value, so they can be logged and shown in status.
 func Parse(v []byte) (*svix.Webhook, error) {
+	key, err := parseKey(v)
+	if err != nil {
+		return nil, err
+	}
+	return svix.NewWebhookRaw(key)
+}
+
+// parseKey is Parse up to the key: the one definition of a valid secret.
+func parseKey(v []byte) ([]byte, error) {
 	v = bytes.TrimSpace(v)
 	b64, ok := bytes.CutPrefix(v, []byte(Prefix))
 	switch {
@@ -45,7 +54,7 @@ func Parse(v []byte) (*svix.Webhook, error) {
 	case len(key) == 0:
 		return nil, errors.New("no key after whsec_")
 	}
-	return svix.NewWebhookRaw(key)
+	return key, nil
 }
 
 // NewSecret returns a fresh signing secret of 24 random bytes, as Svix generates them.

@@ -25,6 +25,9 @@ func TestParse(t *testing.T) {
 		"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS": "not valid base64 after whsec_", // bad padding
 	} {
 		wh, err := Parse([]byte(v))
+		if ver, verr := ParseVerifier([]byte(v)); (verr == nil) != (err == nil) || (verr != nil && verr.Error() != err.Error()) || (verr == nil) != (ver != nil) {
+			t.Errorf("ParseVerifier(%q) error = %v, Parse's %v", v, verr, err)
+		}
 		switch {
 		case wantErr == "" && (err != nil || wh == nil):
 			t.Errorf("Parse(%q) = %v, want a secret", v, err)
