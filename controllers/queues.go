@@ -320,14 +320,15 @@ func (m *queueMonitor) read(ctx context.Context, layout shard.Layout, sinkReport
 		return out, err
 	}
 	stores := queuestore.NewSharded(m.client, layout)
-	f, err := stores.Figures(ctx)
+	byQueue, err := stores.FiguresByQueue(ctx)
 	if err != nil {
 		return out, err
 	}
+	f := queuestore.SumFigures(byQueue)
 	out.figures.Pending, out.figures.Active, out.figures.Scheduled, out.figures.Retry, out.figures.Archived = f.Pending, f.Active, f.Scheduled, f.Retry, f.Dead
 	for _, p := range layout.Previous {
-		if out.drained, err = appendDrained(ctx, m.client, layout, p, out.drained); err != nil {
-			return out, err
+		if drained(layout, p, byQueue) {
+			out.drained = append(out.drained, p)
 		}
 	}
 	if sinkReports {
@@ -338,15 +339,14 @@ func (m *queueMonitor) read(ctx context.Context, layout shard.Layout, sinkReport
 	return out, nil
 }
 
-// appendDrained appends previous to drained when the queues only that earlier shard count used
-// hold nothing: no task in any state, no dead letter, and no svix-id remembered for
-// deduplication (completed tasks leave after the dedup window).
-func appendDrained(ctx context.Context, c redis.UniversalClient, layout shard.Layout, previous int, drained []int) ([]int, error) {
+// drained reports whether the queues only the earlier shard count previous used hold nothing:
+// no task in any state, no dead letter, and no svix-id remembered for deduplication (completed
+// tasks leave after the dedup window).
+func drained(layout shard.Layout, previous int, byQueue map[string]queuestore.Figures) bool {
 	for _, q := range layout.Draining(previous) {
-		f, err := queuestore.New(c, q).Figures(ctx)
-		if err != nil || !f.Empty() {
-			return drained, err
+		if !byQueue[q].Empty() {
+			return false
 		}
 	}
-	return append(drained, previous), nil
+	return true
 }

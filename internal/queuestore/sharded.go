@@ -42,17 +42,26 @@ func (s *Sharded) Of(queue string) *Store { return s.byQueue[queue] }
 // Sinks is the store holding the workers' sink reports.
 func (s *Sharded) Sinks() *Store { return s.sinks }
 
-// Figures adds up the figures of every queue; Latency is the largest.
-func (s *Sharded) Figures(ctx context.Context) (Figures, error) {
-	var sum Figures
+// FiguresByQueue reads the figures of every queue.
+func (s *Sharded) FiguresByQueue(ctx context.Context) (map[string]Figures, error) {
+	out := make(map[string]Figures, len(s.stores))
 	for _, st := range s.stores {
 		f, err := st.Figures(ctx)
 		if err != nil {
-			return Figures{}, err
+			return nil, err
 		}
+		out[st.Queue()] = f
+	}
+	return out, nil
+}
+
+// SumFigures adds up the figures of several queues (FiguresByQueue); Latency is the largest.
+func SumFigures(byQueue map[string]Figures) Figures {
+	var sum Figures
+	for _, f := range byQueue {
 		sum = sum.add(f)
 	}
-	return sum, nil
+	return sum
 }
 
 func (f Figures) add(g Figures) Figures {
