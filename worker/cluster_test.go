@@ -132,9 +132,15 @@ func runOnCluster(t *testing.T, cluster *testutil.RedisCluster, name string, sha
 	for _, q := range queues {
 		// A task whose completion the killed primary never recorded is still active: asynq
 		// completes it once the write goes through, or runs it again after its lease (a
-		// duplicate delivery, which at-least-once allows). Either way the queue empties.
+		// duplicate delivery, which at-least-once allows). Either way the queue empties. The
+		// second way is slow: asynq's recoverer looks once a minute for leases (30 s) that
+		// expired more than 30 s ago, so it can take up to about two and a half minutes.
+		drained := time.Minute
+		if restart {
+			drained = 4 * time.Minute
+		}
 		var info *asynq.QueueInfo
-		testutil.Eventually(t, time.Minute, "queue "+q+" empty", func() (err error) {
+		testutil.Eventually(t, drained, "queue "+q+" empty", func() (err error) {
 			if info, err = insp.GetQueueInfo(q); err != nil {
 				return err
 			}
