@@ -214,8 +214,8 @@ func benchProcesses(b *testing.B, r *rwhtest.Redis, body []byte, flush func()) (
 	}
 	fmt.Printf("As processes of their own: the receiver binary (%s) and the minimal handler; %d alternating rounds of %s per concurrency.\n", filepath.Base(bin), benchRounds, benchPhase)
 	fmt.Println("CPU: of the process and redis-server, µs per request; (b)/(c) by CPU: (c)'s over (b)'s. Rates and CPU: median [min-max] of the rounds.")
-	fmt.Println("Memory: peak RSS (VmHWM) so far; own (anonymous) and binary (file-backed, shared page cache) as resident after the rounds.")
-	fmt.Printf("%-15s | %-4s | %8s | %8s | %8s | %-20s | %-16s | %10s | %10s | %10s\n", "process", "c", "req/s", "p50", "p99", "CPU µs/req", "(b)/(c) by CPU", "peak RSS", "own", "binary")
+	fmt.Println("Memory: start-up: peak RSS (VmHWM) once ready; under load: peak RSS from then on (VmHWM reset when ready); own (anonymous) and binary (file-backed, shared page cache) as resident after the rounds.")
+	fmt.Printf("%-15s | %-4s | %8s | %8s | %8s | %-20s | %-16s | %10s | %10s | %10s | %10s\n", "process", "c", "req/s", "p50", "p99", "CPU µs/req", "(b)/(c) by CPU", "start-up", "under load", "own", "binary")
 	for _, c := range benchProcessLoad {
 		stats := make([]*benchStats, len(procs))
 		for i, p := range procs {
@@ -233,9 +233,9 @@ func benchProcesses(b *testing.B, r *rwhtest.Redis, body []byte, flush func()) (
 			if m, err := rwhtest.ProcessMemory(p.cmd.Process.Pid); err == nil {
 				peak, own, file = rwhtest.MiB(m.PeakRSS), rwhtest.MiB(m.Anon), rwhtest.MiB(m.File)
 			}
-			fmt.Printf("%-15s | %-4d | %8.0f | %8s | %8s | %-20s | %-16s | %10s | %10s | %10s\n", p.name, c, rwhtest.Median(stats[i].rates),
+			fmt.Printf("%-15s | %-4d | %8.0f | %8s | %8s | %-20s | %-16s | %10s | %10s | %10s | %10s\n", p.name, c, rwhtest.Median(stats[i].rates),
 				ms(stats[i].p(0.5)), ms(stats[i].p(0.99)), rwhtest.Spread(stats[i].cpu, 1, ""), rwhtest.Spread(cpuRatios(stats[i], stats[2]), 2, ""),
-				peak, own, file)
+				p.startupPeak, peak, own, file)
 			if stats[i].failed > 0 {
 				failures = append(failures, fmt.Sprintf("process %s c=%d: %d failed (%s)", p.name, c, stats[i].failed, stats[i].firstErr))
 			}
@@ -246,10 +246,11 @@ func benchProcesses(b *testing.B, r *rwhtest.Redis, body []byte, flush func()) (
 }
 
 type benchProcess struct {
-	name  string
-	url   string
-	cmd   *exec.Cmd
-	meter *rwhtest.CPUMeter // the process and redis-server
+	name        string
+	url         string
+	cmd         *exec.Cmd
+	meter       *rwhtest.CPUMeter // the process and redis-server
+	startupPeak string            // VmHWM once ready, before the reset
 }
 
 func freePort(b *testing.B) int {
@@ -299,7 +300,11 @@ func startProcess(b *testing.B, name string, port int, readyURL string, env []st
 		_ = resp.Body.Close()
 		return readyURL == "" || resp.StatusCode == http.StatusOK
 	})
-	return &benchProcess{name: name, url: url, cmd: cmd}
+	p := &benchProcess{name: name, url: url, cmd: cmd, startupPeak: "n/a"}
+	if m, err := rwhtest.ProcessMemory(cmd.Process.Pid); err == nil && rwhtest.ResetPeakRSS(cmd.Process.Pid) == nil {
+		p.startupPeak = rwhtest.MiB(m.PeakRSS)
+	}
+	return p
 }
 
 // TestMinimalHandlerProcess is not a test: BenchmarkReceiver runs this test binary with

@@ -16,6 +16,7 @@ import (
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/admin"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/exepages"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/shard"
 )
@@ -244,6 +245,8 @@ func serve(ctx context.Context, c *config, log *slog.Logger, hk hooks) error {
 		"max_duration", c.maxDuration.String(), "dedup_window", c.dedupWindow.String(), "tolerance", c.tolerance.String(),
 		"max_in_flight", c.maxInFlight, "min_replicas", c.minReplicas, "replica_timeout", c.replicaTimeout.String(),
 		"enqueue_batching", c.enqueueBatching, "shards", c.layout.Shards, "previous_shards", c.layout.Previous)
+
+	exepages.ReleaseLogged(log)
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/exepages"
 )
 
 const summary = "Process queued events: forward to a sink with retries and a dead-letter set"
@@ -22,7 +23,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if sink.URL == "" {
 		return errors.New("--sink-url is required: the built-in worker forwards every event to it (run your own image built on the worker SDK to handle events in code)")
 	}
-	return runWorker(ctx, cfg, sink, nil)
+	return runWorker(ctx, cfg, sink, func(w *Worker) error {
+		exepages.ReleaseLogged(w.log) // the whole operator's start-up, which a worker does not need
+		return nil
+	})
 }
 
 // runWorker builds the worker, lets setup register handlers, adds the sink forwarder for every

@@ -64,3 +64,9 @@ func ProcessMemory(pid int) (Memory, error) {
 
 // MiB formats n bytes in MiB with one decimal.
 func MiB(n int64) string { return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + " MiB" }
+
+// ResetPeakRSS sets the process's VmHWM back to its current RSS (Linux' clear_refs), so that a
+// later ProcessMemory reports the peak from now on (under load, say) rather than start-up's.
+func ResetPeakRSS(pid int) error {
+	return os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0)
+}

@@ -3,6 +3,7 @@ package testutil
 import (
 	"os"
 	"runtime"
+	"runtime/debug"
 	"testing"
 )
 
@@ -22,5 +23,34 @@ func TestProcessMemory(t *testing.T) {
 	}
 	if _, err := ProcessMemory(-1); err == nil {
 		t.Fatal("no error for a process that does not exist")
+	}
+}
+
+func TestResetPeakRSS(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Linux only")
+	}
+	func() { // raise the peak: 64 MiB touched, then given back
+		b := make([]byte, 64<<20)
+		for i := range b {
+			b[i] = 1
+		}
+		runtime.KeepAlive(b)
+	}()
+	runtime.GC()
+	debug.FreeOSMemory()
+	before, err := ProcessMemory(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ResetPeakRSS(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	after, err := ProcessMemory(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.PeakRSS >= before.PeakRSS {
+		t.Fatalf("peak %d before the reset, %d after: not lower", before.PeakRSS, after.PeakRSS)
 	}
 }
