@@ -167,7 +167,8 @@ func replay(ctx context.Context, store *queuestore.Sharded, o options) (queuesto
 // list prints the dead letters page by page, so --limit 0 lists 100,000 of them without
 // holding them all (or blocking Redis).
 func list(ctx context.Context, store *queuestore.Sharded, o options, w io.Writer) error {
-	var out printer = &tablePrinter{tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)}
+	// With shards, say which queue holds each dead letter.
+	var out printer = &tablePrinter{tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0), queues: len(store.Stores()) > 1}
 	if o.output == "json" {
 		out = &jsonPrinter{w: w}
 	}
@@ -204,19 +205,30 @@ type printer interface {
 	end() error
 }
 
-type tablePrinter struct{ tw *tabwriter.Writer }
+type tablePrinter struct {
+	tw     *tabwriter.Writer
+	queues bool // a QUEUE column
+}
 
 func (p *tablePrinter) begin() error {
-	_, err := fmt.Fprintln(p.tw, "ID\tTYPE\tATTEMPTS\tLAST FAILED\tLAST ERROR")
+	_, err := fmt.Fprintln(p.tw, p.withQueue("ID", "QUEUE")+"\tTYPE\tATTEMPTS\tLAST FAILED\tLAST ERROR")
 	return err
 }
 
 func (p *tablePrinter) entry(e Entry) error {
-	_, err := fmt.Fprintf(p.tw, "%s\t%s\t%d/%d\t%s\t%s\n", e.ID, e.EventType, e.Attempts, e.MaxAttempts, e.LastFailedAt.UTC().Format(time.RFC3339), e.LastError)
+	_, err := fmt.Fprintf(p.tw, "%s\t%s\t%d/%d\t%s\t%s\n", p.withQueue(e.ID, e.Queue), e.EventType, e.Attempts, e.MaxAttempts, e.LastFailedAt.UTC().Format(time.RFC3339), e.LastError)
 	return err
 }
 
 func (p *tablePrinter) end() error { return p.tw.Flush() }
+
+// withQueue is the first cell, followed by queue's when the table has a QUEUE column.
+func (p *tablePrinter) withQueue(first, queue string) string {
+	if !p.queues {
+		return first
+	}
+	return first + "\t" + queue
+}
 
 // jsonPrinter streams a JSON array, one entry per line.
 type jsonPrinter struct {

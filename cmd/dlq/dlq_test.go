@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -169,6 +170,14 @@ func TestShardedDeadLetters(t *testing.T) {
 	}
 	if len(entries) != 12 || len(queues) != 4 {
 		t.Fatalf("listed %d dead letters in queues %v; want 12 in the 3 shards and the old queue", len(entries), queues)
+	}
+	table, err := cmd("list", "--limit", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(table), "\n"); len(lines) != 13 || !slices.Equal(strings.Fields(lines[0])[:2], []string{"ID", "QUEUE"}) ||
+		!slices.ContainsFunc(lines, func(l string) bool { return slices.Equal(strings.Fields(l)[:2], []string{"msg_00", layout.Queue}) }) {
+		t.Fatalf("table without the queue of each dead letter:\n%s", table)
 	}
 	if out, err := cmd("list", "--offset", "10", "--limit", "5", "-o", "json"); err != nil || strings.Count(out, `"id"`) != 2 {
 		t.Fatalf("paging past the first shards: %v %s", err, out)
