@@ -1,8 +1,10 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,9 +64,70 @@ func durabilityUnknown(why string) metav1.Condition {
 // durabilityParams are the CONFIG parameters QueueDurable is decided on.
 var durabilityParams = []string{"appendonly", "appendfsync", "maxmemory-policy", "save"}
 
-// readDurability reads Redis' persistence and eviction settings with CONFIG GET, or from INFO
-// where CONFIG is denied (managed Redis services often rename or forbid it).
+// readDurability reads Redis' persistence and eviction settings: of every primary of a Redis
+// Cluster, else of the one server.
 func readDurability(ctx context.Context, c redis.UniversalClient) metav1.Condition {
+	if cluster, ok := c.(*redis.ClusterClient); ok {
+		return clusterDurability(ctx, cluster)
+	}
+	return nodeDurability(ctx, c)
+}
+
+// clusterDurability is the reading of the least durable primary: a shard's events are only as
+// safe as the node that holds them. Asking one node would report whichever the client picked,
+// and the condition would change from reconcile to reconcile on a cluster set up unevenly.
+func clusterDurability(ctx context.Context, c *redis.ClusterClient) metav1.Condition {
+	type reading struct {
+		addr string
+		cond metav1.Condition
+	}
+	var mu sync.Mutex
+	var readings []reading
+	err := c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		r := reading{addr: node.Options().Addr, cond: nodeDurability(ctx, node)}
+		mu.Lock()
+		defer mu.Unlock()
+		readings = append(readings, r)
+		return nil
+	})
+	switch {
+	case err != nil:
+		return durabilityUnknown("cannot list the cluster's primaries: " + redisErrorClass(err))
+	case len(readings) == 0:
+		return durabilityUnknown("the cluster has no primary")
+	}
+	slices.SortFunc(readings, func(a, b reading) int {
+		return cmp.Or(cmp.Compare(durabilityRank(a.cond), durabilityRank(b.cond)), strings.Compare(a.addr, b.addr))
+	})
+	weakest := readings[0].cond
+	if !slices.ContainsFunc(readings, func(r reading) bool { return r.cond.Message != weakest.Message || r.cond.Status != weakest.Status }) {
+		weakest.Message = fmt.Sprintf("all %d primaries: %s", len(readings), weakest.Message)
+	} else {
+		weakest.Message = fmt.Sprintf("primary %s, the least durable of %d: %s", readings[0].addr, len(readings), weakest.Message)
+	}
+	return weakest
+}
+
+// durabilityRank orders readings from the least durable: False, Unknown, then True by what an
+// AOF fsync policy can lose.
+func durabilityRank(c metav1.Condition) int {
+	switch c.Status {
+	case metav1.ConditionFalse:
+		return 0
+	case metav1.ConditionTrue:
+		for i, fsync := range []string{"appendfsync no:", "fsync policy unknown", "appendfsync everysec:"} {
+			if strings.Contains(c.Message, fsync) {
+				return 2 + i
+			}
+		}
+		return 5
+	}
+	return 1
+}
+
+// nodeDurability reads one server's persistence and eviction settings with CONFIG GET, or from
+// INFO where CONFIG is denied (managed Redis services often rename or forbid it).
+func nodeDurability(ctx context.Context, c redis.UniversalClient) metav1.Condition {
 	cmds := make([]*redis.MapStringStringCmd, len(durabilityParams))
 	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, param := range durabilityParams {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -199,4 +200,37 @@ func TestDurabilityCacheKeepsLastGoodReading(t *testing.T) {
 	if c := empty.last("Redis is unreachable"); c.Status != metav1.ConditionUnknown || !strings.Contains(c.Message, "unreachable") {
 		t.Fatalf("no reading yet: %+v", c)
 	}
+}
+
+// On a Redis Cluster QueueDurable is the least durable primary's reading, named, every time:
+// asking whichever node the client picks would flip the condition on an uneven cluster.
+func TestQueueDurableOnEveryClusterPrimary(t *testing.T) {
+	cluster := testutil.StartRedisCluster(t, 3) // AOF, appendfsync always, on every node
+	client := cluster.Client(t)
+	ctx := context.Background()
+	check := func(status metav1.ConditionStatus, reason string, inMessage ...string) {
+		t.Helper()
+		for range 6 { // the same answer each time, whatever node a keyless command would go to
+			got := readDurability(ctx, client)
+			if got.Status != status || got.Reason != reason || slices.ContainsFunc(inMessage, func(s string) bool { return !strings.Contains(got.Message, s) }) {
+				t.Fatalf("QueueDurable %s %s %q, want %s %s containing %q", got.Status, got.Reason, got.Message, status, reason, inMessage)
+			}
+		}
+	}
+	check(metav1.ConditionTrue, v1alpha1.ReasonDurable, "all 3 primaries", "no acknowledged write is lost")
+
+	primaries := cluster.Primaries()
+	set := func(node int, kv ...string) {
+		t.Helper()
+		c := cluster.Node(node).Client(t)
+		for i := 0; i < len(kv); i += 2 {
+			if err := c.ConfigSet(ctx, kv[i], kv[i+1]).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	set(primaries[1], "appendfsync", "everysec")
+	check(metav1.ConditionTrue, v1alpha1.ReasonDurable, cluster.Node(primaries[1]).Addr(), "the least durable of 3", "up to 1 s")
+	set(primaries[2], "appendonly", "no", "save", "")
+	check(metav1.ConditionFalse, v1alpha1.ReasonNoPersistence, cluster.Node(primaries[2]).Addr(), "appendonly no")
 }
