@@ -107,6 +107,14 @@ func TestShardChangeDrainsTheOldQueue(t *testing.T) {
 		}
 		return nil
 	})
+	// The status is written before the Deployments: mark the receivers available only once they
+	// run the new layout, or the mark goes to the old generation.
+	testutil.Eventually(t, wait, "the receivers get --shards=2 --previous-shards=4", func() error {
+		if a := args("hooks-receiver"); !slices.Contains(a, "--shards=2") || !slices.Contains(a, "--previous-shards=4") {
+			return fmt.Errorf("receiver args %v", a)
+		}
+		return nil
+	})
 	setAvailable(t, ns, "hooks-receiver", 2)
 	testutil.Eventually(t, wait, "the empty 4 shards dropped", func() error {
 		if st := currentStatus(t, rw).Queue; len(st.PreviousShards) != 0 {
