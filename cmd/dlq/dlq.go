@@ -164,8 +164,8 @@ func replay(ctx context.Context, store *queuestore.Sharded, o options) (queuesto
 	return store.Replay(ctx, o.ids, opt)
 }
 
-// list prints the dead letters page by page, so --limit 0 lists 100,000 of them without
-// holding them all (or blocking Redis).
+// list prints the dead letters newest failure first, across shards too, a batch at a time, so
+// --limit 0 lists 100,000 of them without holding them all (or blocking Redis).
 func list(ctx context.Context, store *queuestore.Sharded, o options, w io.Writer) error {
 	// With shards, say which queue holds each dead letter.
 	var out printer = &tablePrinter{tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0), queues: len(store.Stores()) > 1}
@@ -175,26 +175,9 @@ func list(ctx context.Context, store *queuestore.Sharded, o options, w io.Writer
 	if err := out.begin(); err != nil {
 		return err
 	}
-	offset, left := o.offset, o.limit
-	for o.limit == 0 || left > 0 {
-		page := queuestore.BatchSize
-		if o.limit > 0 {
-			page = min(page, left)
-		}
-		recs, err := store.List(ctx, offset, page)
-		if err != nil {
-			return err
-		}
-		for _, r := range recs {
-			if err := out.entry(entryOf(r)); err != nil {
-				return err
-			}
-		}
-		if len(recs) < page {
-			break
-		}
-		offset += page
-		left -= page
+	err := store.Each(ctx, o.offset, o.limit, func(r queuestore.Record) error { return out.entry(entryOf(r)) })
+	if err != nil {
+		return err
 	}
 	return out.end()
 }

@@ -152,6 +152,22 @@ func (s *Store) List(ctx context.Context, offset, limit int) ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list dead letters: %w", err)
 	}
+	return s.summaries(ctx, ids)
+}
+
+// newest returns up to limit dead letters' ids with their failed-at scores, newest first,
+// starting at offset.
+func (s *Store) newest(ctx context.Context, offset, limit int) ([]redis.Z, error) {
+	z, err := s.rdb.ZRevRangeWithScores(ctx, s.k.dead, int64(offset), int64(offset+limit-1)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	return z, nil
+}
+
+// summaries reads the dead letters ids without their payloads, in the order given, leaving out
+// those deleted or replayed since the ids were read.
+func (s *Store) summaries(ctx context.Context, ids []string) ([]Record, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(ids))
 	for i, id := range ids {

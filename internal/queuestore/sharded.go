@@ -108,37 +108,105 @@ func (s *Sharded) Count(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// List returns up to limit dead letters starting at offset: queue after queue (current ones
-// first), newest failure first within a queue, each with its Queue set. limit <= 0 means
-// BatchSize.
-func (s *Sharded) List(ctx context.Context, offset, limit int) ([]Record, error) {
-	if limit <= 0 {
-		limit = BatchSize
+// Each calls fn for the dead letters of all queues, newest failure first across them (on a
+// tie, current queues first), skipping the first offset and stopping after limit of them
+// (limit <= 0: all). Each queue's index is read a page at a time and the records a batch at a
+// time, so a store of 100,000 dead letters is walked without holding it or blocking Redis.
+func (s *Sharded) Each(ctx context.Context, offset, limit int, fn func(Record) error) error {
+	heads := make([]mergeHead, len(s.stores))
+	for i, st := range s.stores {
+		heads[i] = mergeHead{store: st}
 	}
-	var out []Record
-	for _, st := range s.stores {
-		n, err := st.Count(ctx)
+	var batch []mergedID
+	flush := func() error {
+		for len(batch) > 0 {
+			// Read the batch store by store, then hand the records out in the merged order.
+			byStore := map[*Store][]string{}
+			for _, m := range batch {
+				byStore[m.store] = append(byStore[m.store], m.id)
+			}
+			found := map[*Store]map[string]Record{}
+			for st, ids := range byStore {
+				recs, err := st.summaries(ctx, ids)
+				if err != nil {
+					return err
+				}
+				found[st] = make(map[string]Record, len(recs))
+				for _, r := range recs {
+					r.Queue = st.Queue()
+					found[st][r.ID] = r
+				}
+			}
+			for _, m := range batch {
+				if r, ok := found[m.store][m.id]; ok {
+					if err := fn(r); err != nil {
+						return err
+					}
+				}
+			}
+			batch = batch[:0]
+		}
+		return nil
+	}
+	for seen := 0; limit <= 0 || seen < offset+limit; seen++ {
+		next, err := nextNewest(ctx, heads)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if int64(offset) >= n {
-			offset -= int(n)
-			continue
-		}
-		recs, err := st.List(ctx, offset, limit-len(out))
-		if err != nil {
-			return nil, err
-		}
-		for i := range recs {
-			recs[i].Queue = st.Queue()
-		}
-		out = append(out, recs...)
-		offset = 0
-		if len(out) >= limit {
+		if next == nil {
 			break
 		}
+		if seen < offset {
+			continue
+		}
+		batch = append(batch, *next)
+		if len(batch) == BatchSize {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 	}
-	return out, nil
+	return flush()
+}
+
+// mergeHead is one queue's place in Each's merge: the page of its index read ahead, and where
+// the next page starts.
+type mergeHead struct {
+	store *Store
+	page  []redis.Z
+	read  int  // index entries read so far
+	done  bool // the index has no more
+}
+
+type mergedID struct {
+	store *Store
+	id    string
+}
+
+// nextNewest takes the newest entry among the heads (the first head on a tie), reading a
+// head's next page when its last one is used up; nil when every index is exhausted.
+func nextNewest(ctx context.Context, heads []mergeHead) (*mergedID, error) {
+	best := -1
+	for i := range heads {
+		h := &heads[i]
+		if len(h.page) == 0 && !h.done {
+			page, err := h.store.newest(ctx, h.read, BatchSize)
+			if err != nil {
+				return nil, err
+			}
+			h.page, h.read, h.done = page, h.read+len(page), len(page) < BatchSize
+		}
+		if len(h.page) > 0 && (best < 0 || h.page[0].Score > heads[best].page[0].Score) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil, nil
+	}
+	h := &heads[best]
+	id, _ := h.page[0].Member.(string)
+	h.page = h.page[1:]
+	return &mergedID{store: h.store, id: id}, nil
 }
 
 // Replay replays the dead letters ids, each from the queue that holds it.
