@@ -118,34 +118,32 @@ func (s *Sharded) Each(ctx context.Context, offset, limit int, fn func(Record) e
 		heads[i] = mergeHead{store: st}
 	}
 	var batch []mergedID
+	// flush reads the batch store by store, then hands the records out in the merged order.
 	flush := func() error {
-		for len(batch) > 0 {
-			// Read the batch store by store, then hand the records out in the merged order.
-			byStore := map[*Store][]string{}
-			for _, m := range batch {
-				byStore[m.store] = append(byStore[m.store], m.id)
+		byStore := map[*Store][]string{}
+		for _, m := range batch {
+			byStore[m.store] = append(byStore[m.store], m.id)
+		}
+		found := map[*Store]map[string]Record{}
+		for st, ids := range byStore {
+			recs, err := st.summaries(ctx, ids)
+			if err != nil {
+				return err
 			}
-			found := map[*Store]map[string]Record{}
-			for st, ids := range byStore {
-				recs, err := st.summaries(ctx, ids)
-				if err != nil {
+			found[st] = make(map[string]Record, len(recs))
+			for _, r := range recs {
+				r.Queue = st.Queue()
+				found[st][r.ID] = r
+			}
+		}
+		for _, m := range batch {
+			if r, ok := found[m.store][m.id]; ok { // else deleted or replayed since
+				if err := fn(r); err != nil {
 					return err
 				}
-				found[st] = make(map[string]Record, len(recs))
-				for _, r := range recs {
-					r.Queue = st.Queue()
-					found[st][r.ID] = r
-				}
 			}
-			for _, m := range batch {
-				if r, ok := found[m.store][m.id]; ok {
-					if err := fn(r); err != nil {
-						return err
-					}
-				}
-			}
-			batch = batch[:0]
 		}
+		batch = batch[:0]
 		return nil
 	}
 	for seen := 0; limit <= 0 || seen < offset+limit; seen++ {
