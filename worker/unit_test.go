@@ -263,12 +263,14 @@ func TestSecretFileReloads(t *testing.T) {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sign := func(at time.Time) string {
-		wh, err := f.load(at)
+	// The secret loaded at a given time signs the same message at the same timestamp, so two
+	// signatures differ only when the secrets do.
+	sign := func(loadAt time.Time) string {
+		wh, err := f.load(loadAt)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, _ := wh.Sign("id", at, []byte("{}"))
+		s, _ := wh.Sign("id", now, []byte("{}"))
 		return s
 	}
 	s1, _ := wh1.Sign("id", now, []byte("{}"))
