@@ -108,19 +108,17 @@ func clusterDurability(ctx context.Context, c *redis.ClusterClient) metav1.Condi
 	return weakest
 }
 
-// durabilityRank orders readings from the least durable: False, Unknown, then True by what an
-// AOF fsync policy can lose.
+// durabilityRank orders readings from the least durable: False, Unknown, then True by what its
+// AOF fsync policy can lose (aofByLoss).
 func durabilityRank(c metav1.Condition) int {
 	switch c.Status {
 	case metav1.ConditionFalse:
 		return 0
 	case metav1.ConditionTrue:
-		for i, fsync := range []string{"appendfsync no:", "fsync policy unknown", "appendfsync everysec:"} {
-			if strings.Contains(c.Message, fsync) {
-				return 2 + i
-			}
+		if i := slices.IndexFunc(aofByLoss, func(a aofPolicy) bool { return a.message == c.Message }); i >= 0 {
+			return 2 + i
 		}
-		return 5
+		return 2 + len(aofByLoss)
 	}
 	return 1
 }
@@ -213,16 +211,22 @@ func noPersistence(what string) metav1.Condition {
 
 // aofDurable describes what an AOF with the given fsync policy ("" = unknown) can lose.
 func aofDurable(fsync string) metav1.Condition {
-	msg := "AOF on (fsync policy unknown: CONFIG GET is denied)"
-	switch fsync {
-	case "always":
-		msg = "AOF appendfsync always: no acknowledged write is lost on a crash"
-	case "everysec":
-		msg = "AOF appendfsync everysec: up to 1 s of acknowledged writes can be lost on a crash"
-	case "no":
-		msg = "AOF appendfsync no: the kernel flushes the AOF about every 30 s, so up to that much of acknowledged writes can be lost on a crash; prefer everysec"
+	i := slices.IndexFunc(aofByLoss, func(a aofPolicy) bool { return a.fsync == fsync })
+	if i < 0 {
+		i = slices.IndexFunc(aofByLoss, func(a aofPolicy) bool { return a.fsync == "" })
 	}
-	return metav1.Condition{Type: v1alpha1.ConditionQueueDurable, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonDurable, Message: msg}
+	return metav1.Condition{Type: v1alpha1.ConditionQueueDurable, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonDurable, Message: aofByLoss[i].message}
+}
+
+type aofPolicy struct{ fsync, message string }
+
+// aofByLoss says what an AOF can lose under each appendfsync policy, the most first; "" stands
+// for a policy that could not be read.
+var aofByLoss = []aofPolicy{
+	{"no", "AOF appendfsync no: the kernel flushes the AOF about every 30 s, so up to that much of acknowledged writes can be lost on a crash; prefer everysec"},
+	{"", "AOF on (fsync policy unknown: CONFIG GET is denied)"},
+	{"everysec", "AOF appendfsync everysec: up to 1 s of acknowledged writes can be lost on a crash"},
+	{"always", "AOF appendfsync always: no acknowledged write is lost on a crash"},
 }
 
 // parseInfo turns INFO output ("key:value" lines, "# Section" headers) into a map.
