@@ -102,7 +102,7 @@ verify: manifests generate ## Fail when generated files are stale.
 ##@ Benchmarks (report ratios measured side by side; see README)
 .PHONY: bench-receiver
 bench-receiver: redis build ## Receiver (batching on/off) vs a minimal handler over HTTP, same run; the binary's RSS.
-	RWH_BINARY=$(BINARY) go test -run '^$$' -bench BenchmarkReceiver -benchtime 1x -timeout 20m ./receiver/
+	RWH_BINARY=$(BINARY) go test -run '^$$' -bench '^BenchmarkReceiver$$' -benchtime 1x -timeout 20m ./receiver/
 
 .PHONY: bench-worker
 bench-worker: redis build ## Worker to a no-op sink vs bare asynq.Server and asynq + http.Post, same run; the binary's RSS.

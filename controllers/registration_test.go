@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -315,8 +315,8 @@ func startReceiverPod(t *testing.T, ns, rwName string) *receiverPod {
 	if err != nil {
 		t.Fatal(err)
 	}
-	asynqClient := asynq.NewClient(asynq.RedisClientOpt{Addr: sharedRed.Addr()})
-	h, err := receiver.NewHandler(receiver.Options{Client: asynqClient, Secrets: secrets, Queue: ns + "." + rwName, Webhook: ns + "/" + rwName})
+	rdb := redis.NewClient(&redis.Options{Addr: sharedRed.Addr()})
+	h, err := receiver.NewHandler(receiver.Options{Redis: rdb, Secrets: secrets, Queue: ns + "." + rwName, Webhook: ns + "/" + rwName})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +340,7 @@ func startReceiverPod(t *testing.T, ns, rwName string) *receiverPod {
 		cancel()
 		wg.Wait()
 		srv.Close()
-		_ = asynqClient.Close()
+		_ = rdb.Close()
 	})
 	return &receiverPod{URL: srv.URL, secrets: secrets}
 }

@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
 )
 
-// Enqueuer is the go-redis hook through which the handler's enqueues reach Redis. asynq
-// enqueues a task with one script call (EVALSHA, or EVAL after a NOSCRIPT). For a webhook
-// request the hook does two things.
+// Enqueuer writes the handler's tasks to Redis: one enqueue script per request
+// (queuestore.EnqueueCmd), answered 1 when the task was written and 0 when its svix-id
+// already had one. It can do two things more.
 //
 // Batching sends the scripts of concurrent requests together in one pipeline: one round trip,
 // one write and one read for all of them. It never waits for company: a script is sent at once
@@ -25,8 +27,8 @@ import (
 //
 // Replica acknowledgement (--min-replicas) makes a 200 mean "on at least N replicas". Redis
 // WAIT counts the replicas that acknowledged the writes of the connection it is sent on, and
-// the asynq client takes a connection from the pool per command; so every pipeline (with
-// batching off: one per request) ends with
+// go-redis takes a connection from the pool per command; so every pipeline (with batching off:
+// one per request) ends with
 //
 //	INCR <marker>   a write of this connection after the tasks' own, so that the WAIT also
 //	                covers a task written earlier on another connection (a duplicate, whose
@@ -36,14 +38,13 @@ import (
 // and one WAIT covers a whole batch. On a Redis Cluster (a *redis.ClusterClient) go-redis splits
 // the scripts' pipeline by node, and a WAIT counts only the replicas of the node it runs on:
 // there the INCR and WAIT follow the pipeline, on each node that took a script (waitPerNode).
-//
-// Commands without an enqueue request in their context (pings, the queue set) are not touched.
 type Enqueuer struct {
 	rdb            redis.UniversalClient
 	batch          bool
 	minReplicas    int
 	replicaTimeout time.Duration
 	metrics        *Metrics
+	published      sync.Map // queue → true once it is in Asynq's queue set
 
 	mu      sync.Mutex
 	sending int        // pipelines in flight (at most maxPipelines)
@@ -74,25 +75,22 @@ const (
 	maxBatchBytes = 1 << 20
 )
 
-// NewEnqueuer installs the hook on rdb, which must be the client the handler's asynq.Client is
-// made from (asynq.NewClientFromRedisClient). With MinReplicas > 0, rdb's read timeout must
-// exceed ReplicaTimeout: go-redis extends it for a WAIT sent alone, not for one in a pipeline.
+// NewEnqueuer returns an enqueuer writing through rdb, which must be the handler's
+// Options.Redis. With MinReplicas > 0, rdb's read timeout must exceed ReplicaTimeout: go-redis
+// extends it for a WAIT sent alone, not for one in a pipeline.
 func NewEnqueuer(rdb redis.UniversalClient, o EnqueuerOptions) (*Enqueuer, error) {
 	if o.MinReplicas < 0 || (o.MinReplicas > 0 && o.ReplicaTimeout < time.Millisecond) {
 		return nil, fmt.Errorf("receiver: replica acknowledgement needs at least 1 replica and a timeout of at least 1ms, got %d and %s", o.MinReplicas, o.ReplicaTimeout)
 	}
-	e := &Enqueuer{rdb: rdb, batch: o.Batch, minReplicas: o.MinReplicas, replicaTimeout: o.ReplicaTimeout, metrics: o.Metrics}
-	rdb.AddHook(e)
-	return e, nil
+	return &Enqueuer{rdb: rdb, batch: o.Batch, minReplicas: o.MinReplicas, replicaTimeout: o.ReplicaTimeout, metrics: o.Metrics}, nil
 }
 
-// pending is one script on its way through a pipeline. The pipeline runs a copy of the
-// caller's command, so that a caller that gave up (its enqueue timeout) can return while the
-// pipeline still writes the result; a caller that waits copies the result after it is signalled.
+// pending is one script on its way through a pipeline. A caller that gave up (its enqueue
+// timeout) returns without reading script, which the pipeline may still be writing.
 type pending struct {
 	ctx    context.Context
-	script *redis.Cmd // the copy the pipeline runs
-	size   int        // approximate bytes of its arguments
+	script *redis.Cmd
+	size   int // approximate bytes of its arguments
 	marker string
 	wait   replicaWait
 	// done receives once: nil when script (and wait) hold the result, or the batch this
@@ -100,45 +98,45 @@ type pending struct {
 	done chan []*pending
 }
 
-// DialHook implements redis.Hook.
-func (e *Enqueuer) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-// ProcessPipelineHook implements redis.Hook.
-func (e *Enqueuer) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+// Enqueue writes t unless its id has a task already (then written is false). marker is the key
+// of the replica acknowledgement (replicaMarkerKey of t's queue); wait is what it found.
+func (e *Enqueuer) Enqueue(ctx context.Context, t *queuestore.Task, marker string) (written bool, wait replicaWait, err error) {
+	if _, ok := e.published.Load(t.Queue); !ok {
+		// As Asynq's own client does once per queue: Inspector and the operator find the
+		// queue in this set (the receiver's Redis probe keeps re-adding it).
+		if err := e.rdb.SAdd(ctx, queuestore.QueuesKey, t.Queue).Err(); err != nil {
+			return false, wait, fmt.Errorf("register queue %s: %w", t.Queue, err)
+		}
+		e.published.Store(t.Queue, true)
+	}
+	cmd := queuestore.EnqueueCmd(ctx, t, time.Now())
+	if wait, err = e.send1(ctx, cmd, marker); err == nil && cmd.Err() != nil && queuestore.IsNoScript(cmd.Err()) {
+		cmd = queuestore.EnqueueEvalCmd(ctx, cmd) // Redis lost its script cache (a restart, a failover)
+		wait, err = e.send1(ctx, cmd, marker)
+	}
+	if err != nil {
+		return false, wait, err
+	}
+	n, err := cmd.Int64()
+	return n == 1, wait, err
 }
 
-// ProcessHook implements redis.Hook: the enqueue script of a webhook request goes through a
-// pipeline (see Enqueuer).
-func (e *Enqueuer) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		req, ok := ctx.Value(enqueueRequestKey{}).(*enqueueRequest)
-		if !ok || (!e.batch && e.minReplicas == 0) {
-			return next(ctx, cmd)
-		}
-		c, ok := cmd.(*redis.Cmd)
-		if name := cmd.Name(); !ok || (name != "evalsha" && name != "eval") {
-			return next(ctx, cmd)
-		}
-		p := &pending{ctx: ctx, script: redis.NewCmd(ctx, c.Args()...), size: argsSize(c.Args()), marker: req.marker, done: make(chan []*pending, 1)}
-		if err := e.submit(ctx, p); err != nil {
-			return err
-		}
-		c.SetVal(p.script.Val())
-		if err := p.script.Err(); err != nil {
-			return err // Client.Process sets it on c
-		}
-		if e.minReplicas > 0 {
-			req.replicaWait = p.wait
-		}
-		return nil
+// send1 sends one script, alone or with others, and returns once its result is in cmd, or with
+// ctx's error when ctx ends first.
+func (e *Enqueuer) send1(ctx context.Context, cmd *redis.Cmd, marker string) (replicaWait, error) {
+	if !e.batch && e.minReplicas == 0 {
+		_ = e.rdb.Process(ctx, cmd) // the error is cmd's
+		return replicaWait{}, nil
 	}
+	p := &pending{ctx: ctx, script: cmd, size: argsSize(cmd.Args()), marker: marker, done: make(chan []*pending, 1)}
+	err := e.submit(ctx, p)
+	return p.wait, err
 }
 
 // submit sends p, alone or with others, and returns once p's result is in p, or with ctx's
 // error when ctx ends first.
 func (e *Enqueuer) submit(ctx context.Context, p *pending) error {
-	if !e.batch { // replica acknowledgement only: a pipeline of its own, as before batching
+	if !e.batch { // replica acknowledgement only: a pipeline of its own
 		e.send([]*pending{p}, flushAlone)
 		return nil
 	}
@@ -251,7 +249,7 @@ func (e *Enqueuer) send(batch []*pending, reason flushReason) {
 	}
 	w := replicaWait{ran: true, replica: wait.Val(), err: errors.Join(marker.Err(), wait.Err())}
 	for _, p := range batch {
-		// A script that did not run (NOSCRIPT: asynq retries with EVAL, which comes here again)
+		// A script that did not run (NOSCRIPT: Enqueue retries with EVAL, which comes here again)
 		// or failed reports its error; the WAIT proves nothing for it.
 		if p.script.Err() == nil {
 			p.wait = w

@@ -39,7 +39,7 @@ func withEnqueuer(t *testing.T, f *fixture, o EnqueuerOptions) *Enqueuer {
 		if enq, err = NewEnqueuer(rdb, o); err != nil {
 			t.Fatal(err)
 		}
-		opts.Client, opts.Enqueuer = asynq.NewClientFromRedisClient(rdb), enq
+		opts.Redis, opts.Enqueuer = rdb, enq
 	})
 	return enq
 }
@@ -212,9 +212,13 @@ func TestEnqueuerMapsResultsToTheirCallers(t *testing.T) {
 	}
 	results := make(chan result, 8)
 	run := func(ctx context.Context, arg string) {
-		ctx = context.WithValue(ctx, enqueueRequestKey{}, &enqueueRequest{})
 		go func() {
-			v, err := script.Run(ctx, rdb, nil, arg).Result()
+			cmd := redis.NewCmd(ctx, "evalsha", script.Hash(), 0, arg)
+			if _, err := enq.send1(ctx, cmd, ""); err != nil {
+				results <- result{arg, nil, err} // cmd is not read: a pipeline may still write it
+				return
+			}
+			v, err := cmd.Result()
 			results <- result{arg, v, err}
 		}()
 	}
@@ -265,13 +269,6 @@ func TestEnqueuerMapsResultsToTheirCallers(t *testing.T) {
 	}
 	if q := testutil.ToFloat64(metrics.batches[flushQueued]); q != 1 {
 		t.Errorf("%v queued pipelines, want the three remaining scripts in one", q)
-	}
-	// Commands outside a webhook request's enqueue are not touched.
-	if err := script.Run(t.Context(), rdb, nil, "plain").Err(); err != nil {
-		t.Fatal(err)
-	}
-	if n := testutil.ToFloat64(metrics.batches[flushImmediate]) + testutil.ToFloat64(metrics.batches[flushQueued]); n != 2 {
-		t.Errorf("%v pipelines after a script without a request in its context; want it sent on its own path", n)
 	}
 }
 
@@ -355,7 +352,7 @@ func clusterFixtures(t *testing.T, c *rwhtest.RedisCluster, queues []string, o E
 			t.Fatal(err)
 		}
 		f.opts = Options{ // newFixture's, on the cluster
-			Client: client, Secrets: secrets, Queue: q, Webhook: "ns/hook", Enqueuer: enq,
+			Redis: rdb, Secrets: secrets, Queue: q, Webhook: "ns/hook", Enqueuer: enq,
 			MaxAttempts: 4, MaxDuration: 30 * time.Second, DedupWindow: time.Hour,
 			MaxBodyBytes: 4096, Tolerance: 5 * time.Minute, EnqueueTimeout: 20 * time.Second,
 			Logger: slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

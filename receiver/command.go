@@ -17,6 +17,7 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/admin"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/cli"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/exepages"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/shard"
 )
@@ -205,7 +206,6 @@ func serve(ctx context.Context, c *config, log *slog.Logger, hk hooks) error {
 		return errors.New("unexpected redis client type")
 	}
 	defer func() { _ = rdb.Close() }()
-	client := asynq.NewClientFromRedisClient(rdb) // one pool for enqueues and pings
 
 	reg := NewRegistry()
 	metrics := NewMetrics(reg, c.webhook)
@@ -222,7 +222,7 @@ func serve(ctx context.Context, c *config, log *slog.Logger, hk hooks) error {
 	}
 	redisHealth := &redisProbe{queues: c.layout.Current(), log: log, metrics: metrics}
 	h, err := NewHandler(Options{
-		Client: client, Secrets: secrets, Queue: c.queue, Webhook: c.webhook, Events: c.events,
+		Secrets: secrets, Queue: c.queue, Webhook: c.webhook, Events: c.events,
 		Shards: c.layout.Shards, PreviousShards: c.layout.Previous, Redis: rdb,
 		MaxAttempts: c.maxAttempts, MaxDuration: c.maxDuration, DedupWindow: c.dedupWindow,
 		MaxBodyBytes: c.maxBodyBytes, Tolerance: c.tolerance, EnqueueTimeout: c.enqueueTimeout,
@@ -323,11 +323,8 @@ func (p *redisProbe) failure() error {
 	return nil
 }
 
-// asynqQueuesKey is the Redis set asynq lists queues in (asynq's internal base.AllQueues).
-const asynqQueuesKey = "asynq:queues"
-
-// check PINGs Redis and re-adds the queues to asynq's queue set in the same round trip. The
-// asynq client adds one only once per process, so after Redis lost its data (restart without
+// check PINGs Redis and re-adds the queues to Asynq's queue set in the same round trip. The
+// enqueuer adds one only once per process, so after Redis lost its data (restart without
 // persistence) the queue would stay invisible to asynq's Inspector (and the operator's
 // status figures) although tasks are enqueued and processed. SADD of a member is idempotent.
 func (p *redisProbe) check(ctx context.Context, rdb redis.UniversalClient, timeout time.Duration) error {
@@ -335,7 +332,7 @@ func (p *redisProbe) check(ctx context.Context, rdb redis.UniversalClient, timeo
 	defer cancel()
 	_, err := rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		pipe.Ping(ctx)
-		pipe.SAdd(ctx, asynqQueuesKey, p.queues)
+		pipe.SAdd(ctx, queuestore.QueuesKey, p.queues)
 		return nil
 	})
 	return err

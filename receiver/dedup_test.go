@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestRedeliveryWhileTaskIsActiveRetryingOrCompleted: a worker holds one delivery (active), has
@@ -82,9 +83,9 @@ func TestRedeliveryWhileTaskIsActiveRetryingOrCompleted(t *testing.T) {
 // A replay signed within the tolerance must still find its svix-id: the dedup window has to
 // cover twice the tolerance (the first delivery may have been signed a tolerance ahead).
 func TestDedupWindowMustCoverTwiceTheTolerance(t *testing.T) {
-	c := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1"}) // never used
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never used
 	t.Cleanup(func() { _ = c.Close() })
-	o := Options{Client: c, Secrets: StaticSecrets(nil), Queue: "q", DedupWindow: 10*time.Minute - time.Second, Tolerance: 5 * time.Minute}
+	o := Options{Redis: c, Secrets: StaticSecrets(nil), Queue: "q", DedupWindow: 10*time.Minute - time.Second, Tolerance: 5 * time.Minute}
 	if _, err := NewHandler(o); err == nil || !strings.Contains(err.Error(), "twice the tolerance") {
 		t.Fatalf("dedup window 9m59s with tolerance 5m: %v, want an error", err)
 	}

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
@@ -24,8 +23,6 @@ import (
 
 // Options configure a Handler. Zero durations and limits take the defaults of the flags.
 type Options struct {
-	// Client enqueues the tasks; required. One client (one pool) per process.
-	Client *asynq.Client
 	// Secrets are the signing secrets; required.
 	Secrets SecretSource
 	// Queue is the Asynq queue; required. With Shards > 1 it is the base of the shards' names.
@@ -35,7 +32,8 @@ type Options struct {
 	// PreviousShards are earlier shard counts whose queues a re-delivery is looked up in
 	// before it is enqueued to its current shard; they need Redis.
 	PreviousShards []int
-	// Redis is the client Client is made from; required with PreviousShards.
+	// Redis is the client tasks are enqueued and re-deliveries looked up with; required. One
+	// client (one pool) per process.
 	Redis redis.UniversalClient
 	// Webhook is "namespace/name", copied into every task's headers.
 	Webhook string
@@ -59,9 +57,9 @@ type Options struct {
 	// failed (requests that would be enqueued get 503 at once), nil when it succeeded or has
 	// not run yet.
 	RedisHealth func() error
-	// Enqueuer, when not nil, batches the enqueues of concurrent requests and/or makes every
-	// 200 wait until the task is on enough Redis replicas (see Enqueuer). Client must be made
-	// from the redis client the Enqueuer was created with.
+	// Enqueuer, when not nil, writes the tasks: it may batch the enqueues of concurrent
+	// requests and/or make every 200 wait until the task is on enough Redis replicas (see
+	// Enqueuer). It must be made from Redis. Nil means one script per request, unbatched.
 	Enqueuer *Enqueuer
 	// Metrics, when not nil, records every answer.
 	Metrics *Metrics
@@ -87,7 +85,6 @@ const retryAfterSeconds = "5"
 
 // Handler answers webhook POSTs on any path. It is safe for concurrent use.
 type Handler struct {
-	client         *asynq.Client
 	secrets        SecretSource
 	webhook        string
 	events         map[string]bool // nil: every type is wanted
@@ -106,19 +103,23 @@ type Handler struct {
 	logLimits      [numOutcomes]logLimit
 	now            func() time.Time
 	draining       atomic.Bool
+	// The task options: attempts after the first, the time one may run, and how long a
+	// completed task (its svix-id) is kept.
+	retry                    int
+	maxDuration, dedupWindow time.Duration
 }
 
 // NewHandler validates o and returns the handler.
 func NewHandler(o Options) (*Handler, error) {
 	switch {
-	case o.Client == nil:
-		return nil, errors.New("receiver: Options.Client is nil")
+	case o.Redis == nil:
+		return nil, errors.New("receiver: Options.Redis is nil")
+	case o.Enqueuer != nil && o.Enqueuer.rdb != o.Redis:
+		return nil, errors.New("receiver: Options.Enqueuer is not made from Options.Redis")
 	case o.Secrets == nil:
 		return nil, errors.New("receiver: Options.Secrets is nil")
 	case o.Queue == "":
 		return nil, errors.New("receiver: Options.Queue is empty")
-	case len(o.PreviousShards) > 0 && o.Redis == nil:
-		return nil, errors.New("receiver: Options.PreviousShards needs Options.Redis")
 	}
 	layout, err := (&shard.Flags{Shards: cmpOr(o.Shards, 1), Previous: o.PreviousShards}).Layout(o.Queue)
 	if err != nil {
@@ -142,8 +143,12 @@ func NewHandler(o Options) (*Handler, error) {
 	// attempt never gets less time, nor an id a shorter memory, than configured.
 	o.MaxDuration = o.MaxDuration + (time.Second-o.MaxDuration%time.Second)%time.Second
 	o.DedupWindow = o.DedupWindow + (time.Second-o.DedupWindow%time.Second)%time.Second
+	if o.Enqueuer == nil {
+		if o.Enqueuer, err = NewEnqueuer(o.Redis, EnqueuerOptions{}); err != nil {
+			return nil, err
+		}
+	}
 	h := &Handler{
-		client:         o.Client,
 		secrets:        o.Secrets,
 		webhook:        o.Webhook,
 		layout:         layout,
@@ -157,17 +162,12 @@ func NewHandler(o Options) (*Handler, error) {
 		metrics:        o.Metrics,
 		log:            o.Logger,
 		now:            o.Now,
+		retry:          o.MaxAttempts - 1,
+		maxDuration:    o.MaxDuration,
+		dedupWindow:    o.DedupWindow,
 	}
 	for _, q := range layout.Current() {
-		h.shards = append(h.shards, queueShard{
-			marker: replicaMarkerKey(q),
-			opts: []asynq.Option{
-				asynq.Queue(q),
-				asynq.MaxRetry(o.MaxAttempts - 1),
-				asynq.Timeout(o.MaxDuration),
-				asynq.Retention(o.DedupWindow),
-			},
-		})
+		h.shards = append(h.shards, queueShard{queue: q, marker: replicaMarkerKey(q)})
 	}
 	for i := range h.logLimits {
 		h.logLimits[i].limiter = rate.NewLimiter(rejectLogRate, rejectLogBurst)
@@ -305,45 +305,45 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, req *request) ou
 func (h *Handler) enqueue(ctx context.Context, req *request, body []byte, ts, sig string) outcome {
 	id := req.id
 	sh := &h.shards[shard.Index(id, len(h.shards))]
-	t := asynq.NewTaskWithHeaders(task.TypeName(req.eventType), body, map[string]string{
-		task.HeaderSvixID:        id,
-		task.HeaderSvixTimestamp: ts,
-		task.HeaderSvixSignature: sig,
-		task.HeaderReceivedAt:    h.now().UTC().Format(time.RFC3339),
-		task.HeaderWebhook:       h.webhook,
-	})
+	t := queuestore.Task{
+		ID: id, Type: task.TypeName(req.eventType), Queue: sh.queue, Payload: body,
+		Headers: []queuestore.Header{
+			{Name: task.HeaderSvixID, Value: id},
+			{Name: task.HeaderSvixTimestamp, Value: ts},
+			{Name: task.HeaderSvixSignature, Value: sig},
+			{Name: task.HeaderReceivedAt, Value: h.now().UTC().Format(time.RFC3339)},
+			{Name: task.HeaderWebhook, Value: h.webhook},
+		},
+		Retry: h.retry, Timeout: h.maxDuration, Retention: h.dedupWindow,
+	}
 	// A client that hangs up must not abort an enqueue half-way: finish it, bounded.
 	timeout := h.enqueueTimeout
-	var enq *enqueueRequest
-	if h.enqueuer != nil {
-		enq = &enqueueRequest{marker: sh.marker}
-		ctx = context.WithValue(ctx, enqueueRequestKey{}, enq)
-		if h.enqueuer.waitsForReplicas() {
-			timeout += h.enqueuer.replicaTimeout
-		}
+	if h.enqueuer.waitsForReplicas() {
+		timeout += h.enqueuer.replicaTimeout
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	start := time.Now()
 	seen, err := h.seenInEarlierShards(ctx, id)
+	written := false
+	var wait replicaWait
 	if err == nil && !seen {
-		_, err = h.client.EnqueueContext(ctx, t, append(sh.opts[:len(sh.opts):len(sh.opts)], asynq.TaskID(id))...)
+		written, wait, err = h.enqueuer.Enqueue(ctx, &t, sh.marker)
 	}
 	h.metrics.observeEnqueue(time.Since(start))
 	o := outEnqueued
 	switch {
 	case seen:
 		return outDuplicate // queued, remembered or dead-lettered under an earlier layout
-	case err == nil:
-	case errors.Is(err, asynq.ErrTaskIDConflict):
-		o = outDuplicate
-	default:
+	case err != nil:
 		req.err = err
 		return outEnqueueFailed
+	case !written:
+		o = outDuplicate
 	}
 	if h.enqueuer.waitsForReplicas() {
 		// Also for a duplicate: its task may sit on the primary only (an earlier 503).
-		if err := h.enqueuer.checkReplicas(enq); err != nil {
+		if err := h.enqueuer.checkReplicas(wait); err != nil {
 			req.err = err
 			return outReplicaShortfall
 		}
@@ -353,8 +353,8 @@ func (h *Handler) enqueue(ctx context.Context, req *request, body []byte, ts, si
 
 // queueShard is what the handler needs of one of its queues.
 type queueShard struct {
-	opts   []asynq.Option // the task options, asynq.Queue included
-	marker string         // replicaMarkerKey of the queue
+	queue  string
+	marker string // replicaMarkerKey of the queue
 }
 
 // replicaMarkerKey is the key each replica-acknowledged enqueue increments before its WAIT;

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	svix "github.com/svix/svix-webhooks/go"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/task"
@@ -289,9 +289,16 @@ func TestLogsCarryIDsButNoSecrets(t *testing.T) {
 }
 
 func TestNewHandlerRejectsIncompleteOptions(t *testing.T) {
-	c := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1"}) // never used
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never used
 	t.Cleanup(func() { _ = c.Close() })
-	for _, o := range []Options{{}, {Client: c}, {Client: c, Secrets: StaticSecrets(nil)}, {Client: c, Secrets: StaticSecrets(nil), Queue: "q", MaxAttempts: -1}} {
+	other := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	t.Cleanup(func() { _ = other.Close() })
+	foreign, err := NewEnqueuer(other, EnqueuerOptions{Batch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []Options{{}, {Redis: c}, {Redis: c, Secrets: StaticSecrets(nil)}, {Redis: c, Secrets: StaticSecrets(nil), Queue: "q", MaxAttempts: -1},
+		{Redis: c, Secrets: StaticSecrets(nil), Queue: "q", Enqueuer: foreign}} {
 		if _, err := NewHandler(o); err == nil {
 			t.Errorf("NewHandler(%+v) succeeded", o)
 		}

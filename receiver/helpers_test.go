@@ -20,6 +20,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 	svix "github.com/svix/svix-webhooks/go"
 
 	rwhtest "github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
@@ -58,6 +59,8 @@ func newFixture(t testing.TB, mod func(*Options)) *fixture {
 	conn := asynq.RedisClientOpt{Addr: r.Addr(), PoolSize: 16, DialTimeout: time.Second}
 	f.client = asynq.NewClient(conn)
 	t.Cleanup(func() { _ = f.client.Close() })
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr(), PoolSize: 16, DialTimeout: time.Second})
+	t.Cleanup(func() { _ = rdb.Close() })
 	f.insp = asynq.NewInspector(conn)
 	t.Cleanup(func() { _ = f.insp.Close() })
 	secrets, err := NewStaticSecrets(vectorSecret)
@@ -65,7 +68,7 @@ func newFixture(t testing.TB, mod func(*Options)) *fixture {
 		t.Fatal(err)
 	}
 	f.opts = Options{
-		Client: f.client, Secrets: secrets, Queue: "ns.hook", Webhook: "ns/hook",
+		Redis: rdb, Secrets: secrets, Queue: "ns.hook", Webhook: "ns/hook",
 		MaxAttempts: 4, MaxDuration: 30 * time.Second, DedupWindow: time.Hour,
 		MaxBodyBytes: 4096, Tolerance: 5 * time.Minute, EnqueueTimeout: 2 * time.Second,
 		Logger: slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

@@ -137,34 +137,6 @@ func testReplicaAckCoversDuplicates(t *testing.T, batch bool) {
 	}
 }
 
-// TestReplicaAckNeedsItsClient: a handler whose asynq client does not go through the hook must
-// not answer 200 as if the replicas had confirmed.
-func TestReplicaAckNeedsItsClient(t *testing.T) {
-	f := newFixture(t, nil)
-	rdb := redis.NewClient(&redis.Options{Addr: f.redis.Addr()})
-	t.Cleanup(func() { _ = rdb.Close() })
-	enq, err := NewEnqueuer(rdb, EnqueuerOptions{MinReplicas: 1, ReplicaTimeout: testReplicaTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.serve(t, func(o *Options) { o.Enqueuer = enq }) // o.Client is the fixture's own client
-	body := event("email.sent")
-	if r := f.deliver(t, "msg_nohook", body); r.code != http.StatusServiceUnavailable {
-		t.Fatalf("got %d %s, want 503", r.code, r.body)
-	}
-	if !strings.Contains(f.logs.String(), "no WAIT ran") {
-		t.Errorf("the cause is not logged:\n%s", f.logs.Tail(3))
-	}
-	for _, bad := range []struct {
-		n int
-		d time.Duration
-	}{{-1, time.Second}, {1, 0}, {1, time.Microsecond}} {
-		if _, err := NewEnqueuer(rdb, EnqueuerOptions{MinReplicas: bad.n, ReplicaTimeout: bad.d}); err == nil {
-			t.Errorf("NewEnqueuer(min replicas %d, timeout %s) accepted", bad.n, bad.d)
-		}
-	}
-}
-
 // onClusterReplica reports whether key exists on the replica of the primary holding queue.
 func onClusterReplica(t *testing.T, c *rwhtest.RedisCluster, queue, key string) bool {
 	t.Helper()
