@@ -106,7 +106,7 @@ bench-receiver: redis build ## Receiver (batching on/off) vs a minimal handler o
 
 .PHONY: bench-worker
 bench-worker: redis build ## Worker to a no-op sink vs bare asynq.Server and asynq + http.Post, same run; the binary's RSS.
-	RWH_BINARY=$(BINARY) go test -run '^$$' -bench BenchmarkWorker -benchtime 1x -timeout 20m ./worker/
+	RWH_BINARY=$(BINARY) go test -run '^$$' -bench '^BenchmarkWorker$$' -benchtime 1x -timeout 20m ./worker/
 
 .PHONY: bench-cluster
 bench-cluster: redis build ## Receiver binary on 1 redis-server (shards 1 and 3) vs a 3-node Redis Cluster (shards 3), same run (~2 min).

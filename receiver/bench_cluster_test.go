@@ -81,7 +81,7 @@ func BenchmarkReceiverCluster(b *testing.B) {
 	}
 
 	body := benchBody()
-	fmt.Printf("\nBenchmarkReceiverCluster: GOMAXPROCS=%d, NumCPU=%d; load average %s at start\n", runtime.GOMAXPROCS(0), runtime.NumCPU(), loadAverage())
+	fmt.Printf("\nBenchmarkReceiverCluster: GOMAXPROCS=%d, NumCPU=%d; load average %s at start\n", runtime.GOMAXPROCS(0), runtime.NumCPU(), rwhtest.LoadAverage())
 	fmt.Printf("The receiver binary (%s) as a process of its own, batching on (default), one per contender; %d alternating rounds of %s per concurrency and contender, 1 KB body.\n",
 		filepath.Base(bin), clusterBenchRounds, benchPhase)
 	fmt.Printf("Every redis-server: %s, no snapshots. Single node: pool 64 (--redis-pool-size); cluster: go-redis' default pool per node.\n", clusterBenchPersistence)
@@ -130,7 +130,7 @@ func BenchmarkReceiverCluster(b *testing.B) {
 	for _, row := range ratioRows {
 		fmt.Println(row)
 	}
-	fmt.Printf("Load average %s at the end.\n\n", loadAverage())
+	fmt.Printf("Load average %s at the end.\n\n", rwhtest.LoadAverage())
 	if len(failures) > 0 {
 		b.Errorf("broken rounds: %s", strings.Join(failures, "; "))
 	}
@@ -332,13 +332,4 @@ func shardPlacement(c *rwhtest.RedisCluster, queues []string) (string, error) {
 		out = append(out, q+"→"+strconv.Itoa(i))
 	}
 	return strings.Join(out, ", "), nil
-}
-
-// loadAverage is the 1, 5 and 15 minute load averages (Linux), or "n/a".
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "n/a"
 }

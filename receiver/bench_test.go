@@ -103,6 +103,8 @@ func BenchmarkReceiver(b *testing.B) {
 	}
 	fmt.Printf("\nBenchmarkReceiver: GOMAXPROCS=%d, NumCPU=%d, load generator and redis-server on the same cores; %d alternating rounds of %s per contender and concurrency, 1 KB body, Redis pool %d\n",
 		runtime.GOMAXPROCS(0), runtime.NumCPU(), benchRounds, benchPhase, benchPoolSize)
+	fmt.Printf("Reproduce: make bench-receiver (go test -run '^$' -bench '^BenchmarkReceiver$' -benchtime 1x ./receiver/, RWH_BINARY=bin/resend-webhook-operator). Load average %s at start.\n", rwhtest.LoadAverage())
+	defer func() { fmt.Printf("Load average %s at the end.\n", rwhtest.LoadAverage()) }()
 	fmt.Println("(a) bare asynq Enqueue loop; (b) receiver, batching on (default); (b') receiver, --enqueue-batching=false; (c) minimal handler.")
 	fmt.Println("Rates: median of the rounds; latencies: all rounds; ratios: median [min-max] of the per-round ratios; batch: enqueue scripts per pipeline in (b).")
 	fmt.Printf("%-3s | %-8s | %-26s | %-26s | %-26s | %-16s | %-16s | %-16s | %5s\n", "c", "(a) /s",

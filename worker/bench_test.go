@@ -56,6 +56,8 @@ func BenchmarkWorker(b *testing.B) {
 	kinds := []string{"bare", "sdk", "sink", "post"}
 	fmt.Printf("\nBenchmarkWorker: %d tasks x 1 KB per variant and round, %d rounds, order rotated; Redis, the sink and the worker share GOMAXPROCS=%d.\n"+
 		"Rates: median of the rounds; ratios: median [min-max] of the per-round ratios.\n", n, rounds, runtime.GOMAXPROCS(0))
+	fmt.Printf("Reproduce: make bench-worker (go test -run '^$' -bench '^BenchmarkWorker$' -benchtime 1x ./worker/, RWH_BINARY=bin/resend-webhook-operator). Load average %s at start.\n", testutil.LoadAverage())
+	defer func() { fmt.Printf("Load average %s at the end.\n", testutil.LoadAverage()) }()
 	fmt.Printf("%-4s | %8s | %8s | %8s | %8s | %-16s | %-16s | %-16s\n", "c", "bare/s", "sdk/s", "sink/s", "post/s", "sdk/bare", "sink/bare", "sink/post (goal >= 1.0)")
 	fmt.Println(strings.Repeat("-", 115))
 	meter := testutil.NewCPUMeter(r.Client(b), 0)

@@ -2,7 +2,9 @@ package testutil
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 )
 
 // Median is the median of v (0 for none); benchmarks report it over alternating rounds.
@@ -25,4 +27,14 @@ func Spread(v []float64, decimals int, unit string) string {
 	}
 	f := func(x float64) string { return fmt.Sprintf("%.*f", decimals, x) }
 	return f(Median(v)) + unit + " [" + f(slices.Min(v)) + "-" + f(slices.Max(v)) + "]"
+}
+
+// LoadAverage is the 1, 5 and 15 minute load averages of the machine, for benchmark output
+// (how busy the shared cores were), or "n/a".
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "n/a"
 }
