@@ -155,20 +155,24 @@ func BenchmarkReceiver(b *testing.B) {
 		fmt.Println(row)
 	}
 	fmt.Println()
-	fmt.Printf("At a fixed rate with vegeta: %d alternating rounds of %s per contender; p50, p99: median [min-max] of the rounds; max: of all rounds\n", benchRounds, benchRateTime)
-	fmt.Printf("%-15s | %-6s | %8s | %8s | %-26s | %-29s | %8s\n", "contender", "rate/s", "requests", "success", "p50", "p99", "max")
+	fmt.Printf("At a fixed rate with vegeta: %d alternating rounds of %s per contender; p50, p99: median [min-max] of the rounds; p99 all: of all rounds' requests together;\n"+
+		"p99/(c): the contender's p99 over the minimal handler's, per round, median [min-max]; max: of all rounds\n", benchRounds, benchRateTime)
+	fmt.Printf("%-15s | %-6s | %8s | %8s | %-26s | %-29s | %8s | %-16s | %8s\n", "contender", "rate/s", "requests", "success", "p50", "p99", "p99 all", "p99/(c)", "max")
+	const minimal = 2 // contenders[minimal] is (c)
 	for _, rate := range benchRates {
 		results := make([][]vegeta.Metrics, len(contenders))
+		pooled := make([]vegeta.Metrics, len(contenders))
 		for round := range benchRounds {
 			for i := range contenders {
 				k := (i + round) % len(contenders)
 				flush()
-				results[k] = append(results[k], benchVegeta(contenders[k].url, body, rate))
+				results[k] = append(results[k], benchVegeta(contenders[k].url, body, rate, &pooled[k]))
 			}
 		}
 		for i, ct := range contenders {
+			pooled[i].Close()
 			var requests uint64
-			var success, p50, p99 []float64
+			var success, p50, p99, p99Ratio []float64
 			var maxLatency time.Duration
 			for _, m := range results[i] {
 				requests += m.Requests
@@ -176,12 +180,15 @@ func BenchmarkReceiver(b *testing.B) {
 				p50 = append(p50, float64(m.Latencies.P50.Microseconds())/1000)
 				p99 = append(p99, float64(m.Latencies.P99.Microseconds())/1000)
 				maxLatency = max(maxLatency, m.Latencies.Max)
+				if c := results[minimal][len(p99)-1].Latencies.P99; c > 0 {
+					p99Ratio = append(p99Ratio, float64(m.Latencies.P99)/float64(c))
+				}
 				if m.Success < 1 {
 					failures = append(failures, fmt.Sprintf("vegeta %s %d/s: success %.4f, errors %v", ct.name, rate, m.Success, m.Errors))
 				}
 			}
-			fmt.Printf("%-15s | %-6d | %8d | %7.2f%% | %-26s | %-29s | %8s\n", ct.name, rate, requests, 100*slices.Min(success),
-				rwhtest.Spread(p50, 2, "ms"), rwhtest.Spread(p99, 2, "ms"), ms(maxLatency))
+			fmt.Printf("%-15s | %-6d | %8d | %7.2f%% | %-26s | %-29s | %8s | %-16s | %8s\n", ct.name, rate, requests, 100*slices.Min(success),
+				rwhtest.Spread(p50, 2, "ms"), rwhtest.Spread(p99, 2, "ms"), ms(pooled[i].Latencies.P99), rwhtest.Spread(p99Ratio, 2, ""), ms(maxLatency))
 		}
 	}
 	fmt.Println()
@@ -595,7 +602,9 @@ func loadHTTP(url string, body []byte, headers []http.Header, c int) *benchStats
 	})
 }
 
-func benchVegeta(url string, body []byte, rate int) vegeta.Metrics {
+// benchVegeta runs one round at rate and returns its metrics; every result is also added to
+// pooled (all rounds of a contender).
+func benchVegeta(url string, body []byte, rate int, pooled *vegeta.Metrics) vegeta.Metrics {
 	n := rate*int(benchRateTime/time.Second) + rate // headroom for the pacer
 	headers := signedHeaders(fmt.Sprintf("msg_rate%d_", benchPrefix.Add(1)), body, n)
 	var next atomic.Int64
@@ -611,6 +620,7 @@ func benchVegeta(url string, body []byte, rate int) vegeta.Metrics {
 	var m vegeta.Metrics
 	for res := range attacker.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, benchRateTime, "receiver") {
 		m.Add(res)
+		pooled.Add(res)
 	}
 	m.Close()
 	return m
