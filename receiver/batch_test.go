@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -465,5 +467,44 @@ func testBatchingOnACluster(t *testing.T, c *rwhtest.RedisCluster) {
 	}
 	if _, ok := fs[queues[0]].task(t, queues[0], "msg_held"); !ok {
 		t.Error("the held request's task is not in its queue")
+	}
+}
+
+// TestEnqueueAfterRedisLostItsScripts: Redis forgets its scripts (a restart, a failover to a
+// replica that never saw them, SCRIPT FLUSH); the EVALSHA then fails with NOSCRIPT and the
+// enqueue sends the script itself, with and without batching and replica acknowledgement:
+// the request still gets its 200, and a re-delivery is still a duplicate. Its queue is in
+// Asynq's queue set from the first enqueue on, where Asynq's Inspector finds it.
+func TestEnqueueAfterRedisLostItsScripts(t *testing.T) {
+	for _, o := range []EnqueuerOptions{{}, {Batch: true}, {Batch: true, MinReplicas: 1, ReplicaTimeout: time.Second}} {
+		t.Run(fmt.Sprintf("batch=%v,replicas=%d", o.Batch, o.MinReplicas), func(t *testing.T) {
+			f := newFixture(t, func(o *Options) { o.EnqueueTimeout = 20 * time.Second })
+			if o.MinReplicas > 0 {
+				rwhtest.StartRedisReplica(t, f.redis)
+			}
+			withEnqueuer(t, f, o)
+			rdb := f.redis.Client(t)
+			for i, id := range []string{"msg_noscript_1", "msg_noscript_2"} {
+				if err := rdb.ScriptFlush(t.Context()).Err(); err != nil {
+					t.Fatal(err)
+				}
+				if r := f.deliver(t, id, event("email.sent")); r.code != http.StatusOK || !strings.Contains(r.body, "enqueued") {
+					t.Fatalf("%s after SCRIPT FLUSH: %d %s", id, r.code, r.body)
+				}
+				if err := rdb.ScriptFlush(t.Context()).Err(); err != nil {
+					t.Fatal(err)
+				}
+				if r := f.deliver(t, id, event("email.sent")); r.code != http.StatusOK || !strings.Contains(r.body, "duplicate") {
+					t.Fatalf("re-delivery of %s after SCRIPT FLUSH: %d %s", id, r.code, r.body)
+				}
+				if n := f.tasks(t, "ns.hook"); n != i+1 {
+					t.Fatalf("%d tasks after %d events", n, i+1)
+				}
+			}
+			queues, err := f.insp.Queues()
+			if err != nil || !slices.Contains(queues, "ns.hook") {
+				t.Errorf("Inspector.Queues() = %v, %v; want ns.hook listed", queues, err)
+			}
+		})
 	}
 }
