@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/sync/errgroup"
 )
 
 // ErrNotDeadLetter is returned (wrapped) for an id the store has no dead letter of.
@@ -328,9 +328,6 @@ func (s *Store) eachBatch(ctx context.Context, fn func(ids []string) (removed in
 	return ctx.Err()
 }
 
-// replayConcurrency bounds parallel enqueues: each is one round trip.
-const replayConcurrency = 8
-
 func (s *Store) replayBatch(ctx context.Context, ids []string, opt ReplayOptions) (ReplayResult, error) {
 	var res ReplayResult
 	recs, err := s.load(ctx, ids)
@@ -356,31 +353,31 @@ func (s *Store) replayBatch(ctx context.Context, ids []string, opt ReplayOptions
 	if _, err := runBatch(ctx, s.rdb, dropPlaceholderScript, calls); err != nil {
 		return res, fmt.Errorf("replay: %w", err)
 	}
-	client := asynq.NewClientFromRedisClient(s.rdb)
-	var mu sync.Mutex
-	var done []string
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(replayConcurrency)
-	for _, r := range found {
-		g.Go(func() error {
-			t := asynq.NewTaskWithHeaders(r.TaskType, r.Payload, r.Headers)
-			_, err := client.EnqueueContext(gctx, t, s.replayOptions(r, opt)...)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				res.Replayed++
-			case errors.Is(err, asynq.ErrTaskIDConflict):
-				res.AlreadyQueued++
-			default:
-				errs = append(errs, fmt.Errorf("%s: enqueue: %w", r.ID, err))
-				return nil
-			}
-			done = append(done, r.ID)
-			return nil
-		})
+	if err := s.rdb.SAdd(ctx, QueuesKey, s.queue).Err(); err != nil { // as any enqueue does
+		return res, fmt.Errorf("replay: register queue: %w", err)
 	}
-	_ = g.Wait()
+	enqueues := make([]scriptCall, len(found))
+	now := time.Now()
+	for i, r := range found {
+		enqueues[i] = enqueueCall(s.replayTask(r, opt), now)
+	}
+	cmds, err := runBatch(ctx, s.rdb, enqueueScript, enqueues)
+	if err != nil {
+		return res, fmt.Errorf("replay: %w", err)
+	}
+	var done []string
+	for i, r := range found {
+		switch n, err := cmds[i].Int64(); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: enqueue: %w", r.ID, err))
+			continue
+		case n == 1:
+			res.Replayed++
+		default:
+			res.AlreadyQueued++
+		}
+		done = append(done, r.ID)
+	}
 	if len(done) > 0 {
 		rm := make([]scriptCall, len(done))
 		for i, id := range done {
@@ -393,14 +390,18 @@ func (s *Store) replayBatch(ctx context.Context, ids []string, opt ReplayOptions
 	return res, joinBounded(errs)
 }
 
-func (s *Store) replayOptions(r *Record, opt ReplayOptions) []asynq.Option {
+// replayTask is r as a new task: its id, type, payload and headers, with opt's retry policy
+// or the one it failed under.
+func (s *Store) replayTask(r *Record, opt ReplayOptions) *Task {
 	maxAttempts := cmpOr(opt.MaxAttempts, r.MaxAttempts, 1)
 	timeout := cmpOr(opt.Timeout, r.Timeout, opt.DefaultTimeout, DefaultReplayTimeout)
 	retention := cmpOr(opt.Retention, r.Retention, opt.DefaultRetention, DefaultReplayRetention)
-	return []asynq.Option{
-		asynq.Queue(s.queue), asynq.TaskID(r.ID), asynq.MaxRetry(max(maxAttempts, 1) - 1),
-		asynq.Timeout(roundUpSecond(timeout)), asynq.Retention(roundUpSecond(retention)),
+	t := &Task{ID: r.ID, Type: r.TaskType, Queue: s.queue, Payload: r.Payload, Retry: max(maxAttempts, 1) - 1,
+		Timeout: roundUpSecond(timeout), Retention: roundUpSecond(retention)}
+	for _, name := range slices.Sorted(maps.Keys(r.Headers)) {
+		t.Headers = append(t.Headers, Header{Name: name, Value: r.Headers[name]})
 	}
+	return t
 }
 
 // cmpOr is cmp.Or for positive values: the first one > 0.

@@ -125,8 +125,16 @@ var enqueueScript = redis.NewScript(enqueueSource)
 // answers with a NOSCRIPT error until it has seen the script; then send EnqueueEvalCmd
 // instead. Its result is 1 when the task was written, 0 when its id already had a task.
 func EnqueueCmd(ctx context.Context, t *Task, now time.Time) *redis.Cmd {
-	return redis.NewCmd(ctx, "evalsha", enqueueScript.Hash(), 2, TaskKey(t.Queue, t.ID), PendingKey(t.Queue),
-		t.Encode(), t.ID, strconv.FormatInt(now.UnixNano(), 10))
+	c := enqueueCall(t, now)
+	return redis.NewCmd(ctx, "evalsha", enqueueScript.Hash(), len(c.keys), c.keys[0], c.keys[1], c.args[0], c.args[1], c.args[2])
+}
+
+// enqueueCall is the keys and arguments of enqueueScript for t.
+func enqueueCall(t *Task, now time.Time) scriptCall {
+	return scriptCall{
+		keys: []string{TaskKey(t.Queue, t.ID), PendingKey(t.Queue)},
+		args: []any{t.Encode(), t.ID, strconv.FormatInt(now.UnixNano(), 10)},
+	}
 }
 
 // EnqueueEvalCmd is cmd (from EnqueueCmd) as an EVAL carrying the script itself.
@@ -135,7 +143,7 @@ func EnqueueEvalCmd(ctx context.Context, cmd *redis.Cmd) *redis.Cmd {
 	return redis.NewCmd(ctx, append([]any{"eval", enqueueSource}, args[2:]...)...)
 }
 
-// IsNoScript reports whether err says Redis does not have the script (send the EVAL).
+// IsNoScript reports whether err says Redis does not have a script (send it, or load it).
 func IsNoScript(err error) bool { return redis.HasErrorPrefix(err, "NOSCRIPT") }
 
 // QueuesKey is the Redis set Asynq lists its queues in (Inspector, the operator's figures).

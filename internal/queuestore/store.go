@@ -21,7 +21,7 @@ package queuestore
 import (
 	"context"
 	"errors"
-	"strings"
+	"slices"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -106,12 +106,7 @@ type scriptCall struct {
 }
 
 func isNoScript(cmds []*redis.Cmd) bool {
-	for _, c := range cmds {
-		if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(cmds, func(c *redis.Cmd) bool { return IsNoScript(c.Err()) })
 }
 
 // allScriptReplies reports whether every command got a reply (possibly redis.Nil or a script
