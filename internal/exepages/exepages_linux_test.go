@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/testutil"
 )
 
 func TestReadOnlyMappings(t *testing.T) {
@@ -69,19 +71,9 @@ func TestRelease(t *testing.T) {
 
 func residentFile(t *testing.T) int64 {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/status")
+	m, err := testutil.ProcessMemory(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "RssFile:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb
-		}
-	}
-	t.Fatal("no RssFile in /proc/self/status")
-	return 0
+	return m.File >> 10
 }

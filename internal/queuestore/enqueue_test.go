@@ -16,11 +16,11 @@ import (
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/task"
 )
 
-// TestEnqueueMatchesAsynq: a task written by EnqueueCmd is what asynq.Client.Enqueue writes for
-// the same task and options: the same hash fields, the same message field by field (headers
-// compared as a map: protobuf leaves a map's order open), in the pending list, in Asynq's queue
-// set once registered, and the same answer to a duplicate id from either side. An Asynq server
-// then runs it (TestEnqueuedTaskRuns).
+// TestEnqueueMatchesAsynq: a task written by the enqueue script is what asynq.Client.Enqueue
+// writes for the same task and options: the same hash fields, the same message field by field
+// (headers compared as a map: protobuf leaves a map's order open), in the pending list, in
+// Asynq's queue set once registered, and the same answer to a duplicate id from either side. An
+// Asynq server then runs it (TestEnqueuedTaskRuns).
 func TestEnqueueMatchesAsynq(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -103,7 +103,7 @@ func TestEnqueueMatchesAsynq(t *testing.T) {
 	}
 }
 
-// TestEnqueuedTaskRuns: an Asynq server runs a task EnqueueCmd wrote, with its headers and
+// TestEnqueuedTaskRuns: an Asynq server runs a task the enqueue script wrote, with its headers and
 // retry budget.
 func TestEnqueuedTaskRuns(t *testing.T) {
 	f := newFixture(t)
@@ -127,19 +127,18 @@ func TestEnqueuedTaskRuns(t *testing.T) {
 	}
 }
 
-// runEnqueue sends EnqueueCmd, and the EVAL when Redis does not have the script yet.
+// runEnqueue enqueues tk as dlq replay does (runBatch loads the script when Redis lacks it).
 func (f *fixture) runEnqueue(t *testing.T, tk *Task) int64 {
 	t.Helper()
 	ctx := context.Background()
 	if err := f.rdb.SAdd(ctx, QueuesKey, tk.Queue).Err(); err != nil {
 		t.Fatal(err)
 	}
-	cmd := EnqueueCmd(ctx, tk, time.Now())
-	if err := f.rdb.Process(ctx, cmd); IsNoScript(err) {
-		cmd = EnqueueEvalCmd(ctx, cmd)
-		_ = f.rdb.Process(ctx, cmd)
+	cmds, err := runBatch(ctx, f.rdb, enqueueScript, []scriptCall{enqueueCall(tk, time.Now())})
+	if err != nil {
+		t.Fatal(err)
 	}
-	n, err := cmd.Int64()
+	n, err := cmds[0].Int64()
 	if err != nil {
 		t.Fatal(err)
 	}

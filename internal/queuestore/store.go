@@ -61,7 +61,7 @@ func newKeys(queue string) keys {
 	return keys{
 		dead: our + "dead", deadPrefix: our + "dead:", held: our + "held", heldMsg: our + "held:msg", sink: our + "sink",
 		task: asq + "t:", pending: PendingKey(queue), active: asq + "active", archived: asq + "archived",
-		completed: asq + "completed", queues: "asynq:queues",
+		completed: asq + "completed", queues: QueuesKey,
 	}
 }
 
