@@ -271,8 +271,9 @@ func envInt(name string, def int) int {
 }
 
 // BenchmarkSinkPost is one POST of a 1 KB event to a local no-op sink, by the Sink (with and
-// without a signing secret) and by a minimal http.Client.Do, for profiles and allocation
-// counts without asynq and Redis around them:
+// without a signing secret, on its HTTP/1.1 pool and through net/http's transport) and by a
+// minimal http.Client.Do, for profiles and allocation counts without asynq and Redis around
+// them (the sink's server side is in every figure):
 //
 //	go test -run '^$' -bench BenchmarkSinkPost -benchmem -cpuprofile cpu.out ./worker/
 func BenchmarkSinkPost(b *testing.B) {
@@ -284,13 +285,19 @@ func BenchmarkSinkPost(b *testing.B) {
 	}
 	ev := &Event{ID: "msg_bench", Type: EventEmailDelivered, Body: eventBody(EventEmailDelivered, 1024)}
 	const conns = 16
-	for _, tc := range []struct{ name, secret string }{{"sink", ""}, {"sink-signed", secret}} {
+	for _, tc := range []struct {
+		name, secret string
+		transport    bool // through net/http's transport, as https sinks are
+	}{{"sink", "", false}, {"sink-signed", secret, false}, {"sink-transport", "", true}} {
 		b.Run(tc.name, func(b *testing.B) {
 			s, err := NewSink(SinkConfig{URL: srv.URL + "/hook?token=x", Timeout: 10 * time.Second, SecretFile: tc.secret, MaxConns: conns}, slog.New(slog.DiscardHandler), nil)
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer s.Close()
+			if tc.transport {
+				withoutPool(s)
+			}
 			b.ReportAllocs()
 			b.SetParallelism(conns / 2)
 			b.RunParallel(func(pb *testing.PB) {

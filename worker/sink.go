@@ -78,6 +78,7 @@ type Sink struct {
 	url       *url.URL // parsed once; every request shares it (nothing writes to it)
 	shown     string   // the URL as errors may show it
 	transport *http.Transport
+	conns     *http1Pool // plain http:// sinks; nil when the transport serves the sink
 	secret    *secretFile
 	log       *slog.Logger
 	results   *prometheus.CounterVec
@@ -93,7 +94,8 @@ func NewSink(cfg SinkConfig, log *slog.Logger, reg prometheus.Registerer) (*Sink
 		return nil, err
 	}
 	u, _ := url.Parse(cfg.URL) // Validate parsed it
-	s := &Sink{cfg: cfg, url: u, shown: redactURL(u), transport: newSinkTransport(cfg), log: log}
+	s := &Sink{cfg: cfg, url: u, shown: redactURL(u), transport: newSinkTransport(cfg), log: log,
+		conns: newHTTP1Pool(u, cfg, http.ProxyFromEnvironment)}
 	if cfg.SecretFile != "" {
 		s.secret = &secretFile{path: cfg.SecretFile, log: log}
 		if _, err := s.secret.load(time.Now()); err != nil {
@@ -139,7 +141,12 @@ func newSinkTransport(cfg SinkConfig) *http.Transport {
 func (s *Sink) passThrough() {} // forwards Body as is; needs no decoded envelope
 
 // Close releases idle connections.
-func (s *Sink) Close() { s.transport.CloseIdleConnections() }
+func (s *Sink) Close() {
+	s.transport.CloseIdleConnections()
+	if s.conns != nil {
+		s.conns.close()
+	}
+}
 
 // Header names and fixed values of every POST, canonical and shared: no allocation per request.
 var (
@@ -149,27 +156,50 @@ var (
 
 // HandleEvent POSTs ev to the sink.
 func (s *Sink) HandleEvent(ctx context.Context, ev *Event) error {
-	ctx, cancel := withTimeoutIfSooner(ctx, s.cfg.Timeout)
-	defer cancel()
 	now := time.Now()
-	hdr := http.Header{
-		"Content-Type":      sinkContentType,
-		"User-Agent":        sinkUserAgent,
-		"Webhook-Id":        {ev.ID},
-		"Webhook-Timestamp": {strconv.FormatInt(now.Unix(), 10)},
-	}
+	r := postRequest{id: ev.ID, timestamp: strconv.FormatInt(now.Unix(), 10), body: ev.Body}
 	if s.secret != nil {
 		wh, err := s.secret.load(now)
 		if err != nil {
 			return err // retried: the secret may be fixed before attempts run out
 		}
-		sig, err := wh.Sign(ev.ID, now, ev.Body)
-		if err != nil {
+		if r.signature, err = wh.Sign(ev.ID, now, ev.Body); err != nil {
 			return fmt.Errorf("sign sink request: %w", err)
 		}
-		hdr["Webhook-Signature"] = []string{sig}
 	}
-	body := ev.Body
+	var a postAnswer
+	var err error
+	if s.conns != nil && validHeaderValue(r.id) {
+		deadline := now.Add(s.cfg.Timeout)
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+		a, err = s.conns.post(ctx, deadline, r)
+	} else {
+		a, err = s.roundTrip(ctx, r)
+	}
+	if err != nil {
+		return s.transportError(ctx, err)
+	}
+	if c, ok := s.byClass[a.code/100]; ok {
+		c.Inc()
+	}
+	return sinkOutcome(a.code, a.retryAfter, now)
+}
+
+// roundTrip POSTs r through net/http's transport (https, a proxy, or an id net/http rejects).
+func (s *Sink) roundTrip(ctx context.Context, r postRequest) (postAnswer, error) {
+	ctx, cancel := withTimeoutIfSooner(ctx, s.cfg.Timeout)
+	defer cancel()
+	hdr := http.Header{
+		"Content-Type":      sinkContentType,
+		"User-Agent":        sinkUserAgent,
+		"Webhook-Id":        {r.id},
+		"Webhook-Timestamp": {r.timestamp},
+	}
+	if r.signature != "" {
+		hdr["Webhook-Signature"] = []string{r.signature}
+	}
 	req := (&http.Request{
 		Method:        http.MethodPost,
 		URL:           s.url,
@@ -178,21 +208,21 @@ func (s *Sink) HandleEvent(ctx context.Context, ev *Event) error {
 		ProtoMajor:    1,
 		ProtoMinor:    1,
 		Header:        hdr,
-		Body:          io.NopCloser(bytes.NewReader(body)),
-		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
-		ContentLength: int64(len(body)),
+		Body:          io.NopCloser(bytes.NewReader(r.body)),
+		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(r.body)), nil },
+		ContentLength: int64(len(r.body)),
 	}).WithContext(ctx)
 	resp, err := s.transport.RoundTrip(req)
 	if err != nil {
-		return s.transportError(ctx, err)
+		if ctx.Err() != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
+		return postAnswer{}, err
 	}
 	// Drain a bounded amount so the connection can be reused.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrainedAnswer))
 	_ = resp.Body.Close()
-	if c, ok := s.byClass[resp.StatusCode/100]; ok {
-		c.Inc()
-	}
-	return sinkOutcome(resp.StatusCode, resp.Header.Get("Retry-After"), now)
+	return postAnswer{code: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")}, nil
 }
 
 // transportError maps a failed POST (no answer) to the error the worker stores and logs: it
