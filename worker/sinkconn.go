@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -48,10 +49,10 @@ const http1IdleTimeout = 90 * time.Second
 // maxKeptRequestBuffer bounds the request buffer a connection keeps between requests.
 const maxKeptRequestBuffer = 16 << 10
 
-// newHTTP1Pool returns the pool for u, or nil when net/http must serve it: https, or a proxy
-// the environment sets for it (proxy returns non-nil).
+// newHTTP1Pool returns the pool for u, or nil when net/http must serve it: https, a proxy the
+// environment sets for it (proxy returns non-nil), user info or an IPv6 zone in the URL.
 func newHTTP1Pool(u *url.URL, cfg SinkConfig, proxy func(*http.Request) (*url.URL, error)) *http1Pool {
-	if u.Scheme != "http" || u.User != nil {
+	if u.Scheme != "http" || u.User != nil || strings.Contains(u.Host, "%") { // an IPv6 zone: net/http drops it from Host
 		return nil
 	}
 	if p, err := proxy(&http.Request{URL: u}); p != nil || err != nil {

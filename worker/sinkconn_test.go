@@ -282,6 +282,7 @@ func TestHTTP1PoolScope(t *testing.T) {
 		{"https://sink.ns.svc/h", noProxy, false},
 		{"http://sink.ns.svc/h", viaProxy, false},
 		{"http://user:pw@sink.ns.svc/h", noProxy, false},
+		{"http://[fe80::1%25eth0]:8080/h", noProxy, false},
 	} {
 		u, _ := url.Parse(tc.url)
 		p := newHTTP1Pool(u, SinkConfig{Timeout: time.Second}, tc.proxy)
