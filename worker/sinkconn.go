@@ -20,8 +20,7 @@ import (
 // gives every connection a reader and a writer goroutine and hands each request to both; with
 // a handler per event at worker concurrency those hand-offs cost more CPU on the worker's side
 // than writing and reading the request itself. Parsing the answer is net/http's
-// (http.ReadResponse). Sinks this does not serve (https, a proxy from the environment) go
-// through net/http.
+// (http.ReadResponse). Sinks this does not serve (see newHTTP1Pool) go through net/http.
 type http1Pool struct {
 	addr        string // host:port dialled
 	head        []byte // request line and the fixed headers
@@ -91,12 +90,12 @@ func (p *http1Pool) post(ctx context.Context, deadline time.Time, r postRequest)
 	if err != nil {
 		return postAnswer{}, err
 	}
-	a, err, unanswered := p.roundTrip(ctx, c, deadline, r)
+	a, unanswered, err := p.roundTrip(ctx, c, deadline, r)
 	if err != nil && unanswered && c.reused && ctx.Err() == nil && time.Now().Before(deadline) {
 		if c, err = p.dial(ctx, deadline); err != nil {
 			return postAnswer{}, err
 		}
-		a, err, _ = p.roundTrip(ctx, c, deadline, r)
+		a, _, err = p.roundTrip(ctx, c, deadline, r)
 	}
 	return a, err
 }
@@ -104,7 +103,7 @@ func (p *http1Pool) post(ctx context.Context, deadline time.Time, r postRequest)
 // roundTrip writes r on c and reads the answer. It returns c to the pool when the answer was
 // read whole and the connection may be kept, and closes it otherwise. unanswered reports a
 // connection that failed before the first byte of an answer.
-func (p *http1Pool) roundTrip(ctx context.Context, c *http1Conn, deadline time.Time, r postRequest) (a postAnswer, err error, unanswered bool) {
+func (p *http1Pool) roundTrip(ctx context.Context, c *http1Conn, deadline time.Time, r postRequest) (a postAnswer, unanswered bool, err error) {
 	keep := false
 	defer func() {
 		if keep {
@@ -114,7 +113,7 @@ func (p *http1Pool) roundTrip(ctx context.Context, c *http1Conn, deadline time.T
 		}
 	}()
 	if err := c.SetDeadline(deadline); err != nil {
-		return a, err, true
+		return a, true, err
 	}
 	// A cancelled attempt (the worker stops, or asynq's deadline) interrupts the I/O at once.
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
@@ -144,16 +143,16 @@ func (p *http1Pool) roundTrip(ctx context.Context, c *http1Conn, deadline time.T
 		c.buf = buf[:0]
 	}
 	if _, err := c.Write(buf); err != nil {
-		return a, ioError("write request", err), true
+		return a, true, ioError("write request", err)
 	}
 	if _, err := c.br.Peek(1); err != nil {
-		return a, ioError("read answer", err), true
+		return a, true, ioError("read answer", err)
 	}
 	a, keep, err = readAnswer(c.br)
 	if err != nil {
-		return a, ioError("read answer", err), false
+		return a, false, ioError("read answer", err)
 	}
-	return a, nil, false
+	return a, false, nil
 }
 
 // readAnswer reads the sink's answer from br: interim 1xx answers (100 Continue, 103 Early
