@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,16 +64,18 @@ func eventBody(eventType string, size int) []byte {
 
 // sinkRequest is what the test sink saw.
 type sinkRequest struct {
-	at     time.Time
-	header http.Header
-	body   []byte
-	length int64
+	at                time.Time
+	method, uri, host string
+	header            http.Header
+	body              []byte
+	length            int64
 }
 
 // testSink is a real HTTP server on loopback that records requests; respond decides the
 // answer of the n-th request (0-based).
 type testSink struct {
 	*httptest.Server
+	conns atomic.Int64 // connections accepted
 	mu    sync.Mutex
 	reqs  []sinkRequest
 	codes []int
@@ -95,11 +98,12 @@ func (r *statusRecorder) WriteHeader(code int) { r.code = code; r.ResponseWriter
 
 func newTestSink(t testing.TB, respond func(n int, w http.ResponseWriter, r *http.Request)) *testSink {
 	s := &testSink{}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
 		n := len(s.reqs)
-		s.reqs = append(s.reqs, sinkRequest{at: time.Now(), header: r.Header.Clone(), body: body, length: r.ContentLength})
+		s.reqs = append(s.reqs, sinkRequest{at: time.Now(), method: r.Method, uri: r.RequestURI, host: r.Host,
+			header: r.Header.Clone(), body: body, length: r.ContentLength})
 		s.mu.Unlock()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		respond(n, rec, r)
@@ -107,6 +111,12 @@ func newTestSink(t testing.TB, respond func(n int, w http.ResponseWriter, r *htt
 		s.codes = append(s.codes, rec.code)
 		s.mu.Unlock()
 	}))
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}
+	s.Start()
 	t.Cleanup(s.Close)
 	return s
 }

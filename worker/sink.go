@@ -214,10 +214,7 @@ func (s *Sink) roundTrip(ctx context.Context, r postRequest) (postAnswer, error)
 	}).WithContext(ctx)
 	resp, err := s.transport.RoundTrip(req)
 	if err != nil {
-		if ctx.Err() != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
-		}
-		return postAnswer{}, err
+		return postAnswer{}, cutBy(ctx, err)
 	}
 	// Drain a bounded amount so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrainedAnswer))

@@ -121,7 +121,7 @@ func (p *http1Pool) roundTrip(ctx context.Context, c *http1Conn, deadline time.T
 		if !stop() {
 			keep = false // the deadline was cut: the connection is in an unknown state
 			if err != nil {
-				err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+				err = cutBy(ctx, err)
 			}
 		}
 	}()
@@ -177,11 +177,24 @@ const maxDrainedAnswer = 64 << 10
 
 // ioError names the step that failed; a deadline becomes errSinkTimeout.
 func ioError(op string, err error) error {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	if isTimeout(err) {
 		return fmt.Errorf("%s: %w", op, errSinkTimeout)
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// cutBy is the error of a POST that ended because ctx did: it carries ctx.Err() as well, so
+// that transportError tells a stopping worker (Canceled) from a deadline.
+func cutBy(ctx context.Context, err error) error {
+	if ctx.Err() == nil || errors.Is(err, ctx.Err()) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", ctx.Err(), err)
 }
 
 // get takes the most recently used idle connection or dials a new one.
@@ -207,10 +220,9 @@ func (p *http1Pool) dial(ctx context.Context, deadline time.Time) (*http1Conn, e
 	conn, err := d.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w (%w)", ctx.Err(), err)
+			return nil, cutBy(ctx, err)
 		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		if isTimeout(err) {
 			return nil, fmt.Errorf("dial: %w", errSinkTimeout)
 		}
 		return nil, err

@@ -8,58 +8,19 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	svix "github.com/svix/svix-webhooks/go"
 )
 
-// recordingServer is an HTTP server on loopback that records what each request carried (as
-// net/http's server parsed it) and counts the connections it accepted.
-type recordingServer struct {
-	*httptest.Server
-	conns atomic.Int64
-	mu    sync.Mutex
-	seen  []seenRequest
-}
-
-type seenRequest struct {
-	method, uri, host string
-	header            http.Header
-	body              []byte
-	length            int64
-}
-
-func newRecordingServer(t *testing.T, respond http.HandlerFunc) *recordingServer {
-	s := &recordingServer{}
-	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		s.mu.Lock()
-		s.seen = append(s.seen, seenRequest{method: r.Method, uri: r.RequestURI, host: r.Host, header: r.Header.Clone(), body: body, length: r.ContentLength})
-		s.mu.Unlock()
-		respond(w, r)
-	}))
-	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			s.conns.Add(1)
-		}
-	}
-	s.Start()
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *recordingServer) last() seenRequest {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.seen[len(s.seen)-1]
+// lastRequest is the last request the sink saw.
+func (s *testSink) lastRequest() sinkRequest {
+	reqs := s.requests()
+	return reqs[len(reqs)-1]
 }
 
 // newSinks returns a Sink on the lean HTTP/1.1 pool and one on net/http's transport, same config.
@@ -85,7 +46,7 @@ func newSinks(t *testing.T, cfg SinkConfig) (lean, std *Sink) {
 // every kind of answer to the same outcome.
 func TestHTTP1PoolMatchesTransport(t *testing.T) {
 	t.Parallel()
-	srv := newRecordingServer(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := newTestSink(t, func(_ int, w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if v := q.Get("retry-after"); v != "" {
 			w.Header().Set("Retry-After", v)
@@ -96,14 +57,10 @@ func TestHTTP1PoolMatchesTransport(t *testing.T) {
 		code, _ := strconv.Atoi(q.Get("code"))
 		w.WriteHeader(code)
 		if n, _ := strconv.Atoi(q.Get("body")); n > 0 {
-			chunk := strings.Repeat("x", 1000)
-			for range n / 1000 { // written in pieces: a chunked answer
-				_, _ = io.WriteString(w, chunk)
-				w.(http.Flusher).Flush()
-			}
+			_, _ = io.WriteString(w, strings.Repeat("x", n)) // longer than the server buffers: chunked
 		}
 	})
-	_, secretFile := writeSecret(t)
+	secret, secretFile := writeSecret(t)
 	for _, tc := range []struct {
 		query string
 		want  func(error) bool
@@ -117,19 +74,19 @@ func TestHTTP1PoolMatchesTransport(t *testing.T) {
 			return errors.As(err, &u) && u.class == "http 503" && u.retryAfter == 7*time.Second
 		}},
 		{"code=429&body=1000", func(err error) bool { return IsUnavailable(err) }},
-		{"code=500", func(err error) bool { return err != nil && !IsUnavailable(err) && !isPermanent(err) }},
-		{"code=404", isPermanent},
-		{"code=302", func(err error) bool { return err != nil && !isPermanent(err) && !IsUnavailable(err) }},
+		{"code=500", func(err error) bool { return err != nil && !IsUnavailable(err) && !IsPermanent(err) }},
+		{"code=404", IsPermanent},
+		{"code=302", func(err error) bool { return err != nil && !IsPermanent(err) && !IsUnavailable(err) }},
 	} {
 		lean, std := newSinks(t, SinkConfig{URL: srv.URL + "/hooks/a?" + tc.query, Timeout: 5 * time.Second, SecretFile: secretFile, MaxConns: 4})
 		ev := &Event{ID: "msg_" + tc.query, Body: eventBody(EventEmailSent, 1024)}
-		var seen []seenRequest
+		var seen []sinkRequest
 		for _, s := range []*Sink{std, lean} {
 			err := s.HandleEvent(context.Background(), ev)
 			if !tc.want(err) {
 				t.Errorf("%s: unexpected outcome %v", tc.query, err)
 			}
-			seen = append(seen, srv.last())
+			seen = append(seen, srv.lastRequest())
 		}
 		want, got := seen[0], seen[1]
 		for _, h := range []string{"Content-Type", "User-Agent", "Webhook-Id", "Webhook-Signature"} {
@@ -141,7 +98,7 @@ func TestHTTP1PoolMatchesTransport(t *testing.T) {
 			t.Errorf("%s: request %s %s host %s length %d differs from net/http's %s %s host %s length %d (or the body does)",
 				tc.query, got.method, got.uri, got.host, got.length, want.method, want.uri, want.host, want.length)
 		}
-		wh, _ := svix.NewWebhook(mustRead(t, secretFile))
+		wh, _ := svix.NewWebhook(secret)
 		if err := wh.Verify(got.body, got.header); err != nil {
 			t.Errorf("%s: signature does not verify: %v", tc.query, err)
 		}
@@ -154,21 +111,11 @@ func withoutPool(s *Sink) {
 	s.conns = nil
 }
 
-func isPermanent(err error) bool { return err != nil && IsPermanent(err) }
-
-func mustRead(t *testing.T, path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
-}
-
 // Connections are reused while the sink keeps them, and replaced when it does not: a
 // connection the sink closed while idle costs no failed delivery and the request is sent once.
 func TestHTTP1PoolReuseAndStaleConnections(t *testing.T) {
 	t.Parallel()
-	srv := newRecordingServer(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := newTestSink(t, func(_ int, w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("big") != "" {
 			_, _ = io.WriteString(w, strings.Repeat("y", maxDrainedAnswer+10))
 		}
@@ -189,11 +136,11 @@ func TestHTTP1PoolReuseAndStaleConnections(t *testing.T) {
 	}
 
 	srv.CloseClientConnections() // the sink drops the idle connection
-	before := len(srv.seen)
+	before := len(srv.requests())
 	if err := s.HandleEvent(context.Background(), ev); err != nil {
 		t.Fatalf("POST after the sink closed the idle connection: %v", err)
 	}
-	if got := len(srv.seen) - before; got != 1 {
+	if got := len(srv.requests()) - before; got != 1 {
 		t.Errorf("the sink saw the request %d times, want 1", got)
 	}
 	if n := srv.conns.Load(); n != 2 {
@@ -221,7 +168,7 @@ func TestHTTP1PoolCancelTimeoutInterim(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	defer close(release)
-	srv := newRecordingServer(t, func(http.ResponseWriter, *http.Request) {
+	srv := newTestSink(t, func(int, http.ResponseWriter, *http.Request) {
 		select {
 		case <-release:
 		case <-time.After(time.Minute):
@@ -295,7 +242,7 @@ func TestHTTP1PoolScope(t *testing.T) {
 		t.Errorf("IPv6 sink: dials %q, head %q", p.addr, p.head)
 	}
 
-	srv := newRecordingServer(t, func(http.ResponseWriter, *http.Request) {})
+	srv := newTestSink(t, status(http.StatusOK))
 	s, err := NewSink(SinkConfig{URL: srv.URL, Timeout: 5 * time.Second}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -304,7 +251,7 @@ func TestHTTP1PoolScope(t *testing.T) {
 	if err := s.HandleEvent(context.Background(), &Event{ID: "msg_1\r\nX-Injected: 1", Body: []byte("{}")}); err == nil {
 		t.Error("an id with CR LF was sent")
 	}
-	for _, r := range srv.seen {
+	for _, r := range srv.requests() {
 		if r.header.Get("X-Injected") != "" {
 			t.Error("an id split the headers")
 		}
