@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/bounded"
 )
 
 // durabilityCache holds the last QueueDurable reading of one Redis. The settings change rarely,
@@ -201,7 +202,7 @@ func evictionCondition(policy string) *metav1.Condition {
 		return nil
 	}
 	return falseCond(v1alpha1.ConditionQueueDurable, v1alpha1.ReasonEvictionPolicy,
-		fmt.Sprintf("maxmemory-policy %s: at its memory limit Redis evicts keys, which can drop queued events and the records that deduplicate re-deliveries; set maxmemory-policy noeviction", truncate(policy, 64)))
+		fmt.Sprintf("maxmemory-policy %s: at its memory limit Redis evicts keys, which can drop queued events and the records that deduplicate re-deliveries; set maxmemory-policy noeviction", bounded.Text(policy, 64)))
 }
 
 func noPersistence(what string) metav1.Condition {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/bounded"
 )
 
 // The HTTPRoute is watched like the other children; the Gateways it attaches to are read (never
@@ -118,9 +119,9 @@ func routeCondition(rw *v1alpha1.ResendWebhook, obs routeObservation) metav1.Con
 		case acc == nil || acc.ObservedGeneration < obs.route.Generation || acc.Status == metav1.ConditionUnknown:
 			pending = append(pending, name)
 		case acc.Status == metav1.ConditionFalse:
-			notAccepted = append(notAccepted, fmt.Sprintf("Gateway %s: %s: %s", name, truncate(acc.Reason, 64), truncate(acc.Message, 256)))
+			notAccepted = append(notAccepted, fmt.Sprintf("Gateway %s: %s: %s", name, bounded.Text(acc.Reason, 64), bounded.Text(acc.Message, 256)))
 		case refs != nil && refs.Status == metav1.ConditionFalse:
-			unresolved = append(unresolved, fmt.Sprintf("Gateway %s: %s: %s", name, truncate(refs.Reason, 64), truncate(refs.Message, 256)))
+			unresolved = append(unresolved, fmt.Sprintf("Gateway %s: %s: %s", name, bounded.Text(refs.Reason, 64), bounded.Text(refs.Message, 256)))
 		default:
 			accepted = append(accepted, name)
 		}
@@ -220,7 +221,7 @@ func hostnameMatches(listener, host string) bool {
 // gatewayAddress is the Gateway's first address as a URL host.
 func gatewayAddress(gw *gatewayv1.Gateway) string {
 	for _, a := range gw.Status.Addresses {
-		v := truncate(a.Value, 253)
+		v := bounded.Text(a.Value, 253)
 		if v == "" {
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/bounded"
 )
 
 // KEDA scales the workers through these; the operator only writes their specs and reads the
@@ -78,7 +79,7 @@ func scalerCondition(rw *v1alpha1.ResendWebhook, obs scalerObservation) metav1.C
 					ptrValue(a.MinReplicas), a.MaxReplicas, ptrValue(a.PendingPerReplica))}
 		case string(metav1.ConditionFalse):
 			return *falseCond(typ, v1alpha1.ReasonScalerNotReady, fmt.Sprintf("KEDA reports the ScaledObject %s not ready: %s: %s",
-				obs.scaler.GetName(), truncate(reason, 64), truncate(message, 256)))
+				obs.scaler.GetName(), bounded.Text(reason, 64), bounded.Text(message, 256)))
 		}
 	}
 	return *falseCond(typ, v1alpha1.ReasonPending, "waiting for KEDA to report on ScaledObject "+obs.scaler.GetName())

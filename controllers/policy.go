@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/bounded"
 )
 
 // TenantPolicy restricts what a ResendWebhook may ask of the shared ingress controller. The
@@ -41,7 +42,7 @@ func (p TenantPolicy) Check(rw *v1alpha1.ResendWebhook) error {
 		for i, h := range g.Hostnames {
 			if len(p.AllowedIngressHosts) > 0 && !slices.ContainsFunc(p.AllowedIngressHosts, func(pattern string) bool { return hostMatches(pattern, h) }) {
 				return fmt.Errorf("spec.gateway.hostnames[%d] %s is not allowed by the operator's --%s (%s)",
-					i, truncate(h, 253), FlagAllowedIngressHosts, strings.Join(p.AllowedIngressHosts, ","))
+					i, bounded.Text(h, 253), FlagAllowedIngressHosts, strings.Join(p.AllowedIngressHosts, ","))
 			}
 		}
 		return p.checkAnnotations("spec.gateway.annotations", g.Annotations)
@@ -56,7 +57,7 @@ func (p TenantPolicy) Check(rw *v1alpha1.ResendWebhook) error {
 			host = "(none: every host)"
 		}
 		return fmt.Errorf("spec.ingress.host %s is not allowed by the operator's --%s (%s)",
-			truncate(host, 253), FlagAllowedIngressHosts, strings.Join(p.AllowedIngressHosts, ","))
+			bounded.Text(host, 253), FlagAllowedIngressHosts, strings.Join(p.AllowedIngressHosts, ","))
 	}
 	return p.checkAnnotations("spec.ingress.annotations", in.Annotations)
 }
@@ -70,7 +71,7 @@ func (p TenantPolicy) checkAnnotations(field string, annotations map[string]stri
 	for _, k := range slices.Sorted(maps.Keys(annotations)) {
 		if !slices.ContainsFunc(p.AllowedIngressAnnotationPrefixes, func(prefix string) bool { return strings.HasPrefix(k, prefix) }) {
 			return fmt.Errorf("%s key %q is not allowed by the operator's --%s (%s)",
-				field, truncate(k, 317), FlagAllowedIngressAnnotationPrefixes, strings.Join(p.AllowedIngressAnnotationPrefixes, ","))
+				field, bounded.Text(k, 317), FlagAllowedIngressAnnotationPrefixes, strings.Join(p.AllowedIngressAnnotationPrefixes, ","))
 		}
 	}
 	return nil

@@ -26,6 +26,7 @@ import (
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/bounded"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/queuestore"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/redisconn"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/shard"
@@ -64,7 +65,7 @@ func (r *Reconciler) observeQueue(ctx context.Context, rw *v1alpha1.ResendWebhoo
 	mon, err := r.queues.get(key, cfg)
 	if err != nil {
 		return queueObservation{
-			reachable: *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonInvalidRedisConfig, truncate(err.Error(), 256)),
+			reachable: *falseCond(v1alpha1.ConditionQueueReachable, v1alpha1.ReasonInvalidRedisConfig, bounded.Text(err.Error(), 256)),
 			durable:   durabilityUnknown("the Redis settings are invalid"),
 			sink:      unknownSink("the Redis settings are invalid"),
 		}

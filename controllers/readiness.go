@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/bounded"
 )
 
 // deploymentCondition says whether a Deployment runs the current spec, following kstatus'
@@ -27,7 +28,7 @@ func deploymentCondition(typ string, d *appsv1.Deployment) metav1.Condition {
 	for _, c := range st.Conditions {
 		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
 			return *falseCond(typ, v1alpha1.ReasonRolloutFailed, fmt.Sprintf("Deployment %s: rollout exceeded its progress deadline (%d of %d pods updated): %s",
-				d.Name, st.UpdatedReplicas, desiredReplicas(d), truncate(c.Message, 256)))
+				d.Name, st.UpdatedReplicas, desiredReplicas(d), bounded.Text(c.Message, 256)))
 		}
 	}
 	want := desiredReplicas(d)
@@ -95,16 +96,4 @@ func readyCondition(applicable []metav1.Condition) metav1.Condition {
 		return *falseCond(v1alpha1.ConditionReady, reason, strings.Join(notTrue, "; "))
 	}
 	return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReady, Message: "the current spec is live and every component is ready"}
-}
-
-// truncate bounds text that comes from elsewhere before it is stored.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && (s[cut]&0xC0) == 0x80 { // do not split a UTF-8 sequence
-		cut--
-	}
-	return s[:cut] + "…"
 }

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/bounded"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendapi"
 )
 
@@ -588,5 +589,5 @@ func displayURL(raw string) string {
 	if err != nil {
 		return "(invalid URL)"
 	}
-	return resendapi.Bound(u.Scheme+"://"+u.Host+u.EscapedPath(), 300)
+	return bounded.Text(u.Scheme+"://"+u.Host+u.EscapedPath(), 300)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/bounded"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/resendapi"
 )
 
@@ -249,7 +250,7 @@ func (r *Reconciler) rotate(ctx context.Context, c *resendapi.Client, rw *v1alph
 	if err != nil {
 		return sec, err
 	}
-	ctrl.LoggerFrom(ctx).Info("rotated the signing secret at Resend", "webhookID", webhookID, "request", resendapi.Bound(rotation.request, 64))
+	ctrl.LoggerFrom(ctx).Info("rotated the signing secret at Resend", "webhookID", webhookID, "request", bounded.Text(rotation.request, 64))
 	r.recorder.Eventf(rw, nil, corev1.EventTypeNormal, "SigningSecretRotated", "Rotate",
 		"rotated the signing secret of webhook %s; receivers accept the previous one until %s", webhookID, now.Add(r.resend.opts.DualSigningWindow).UTC().Format(time.RFC3339))
 	return sec, nil

@@ -22,6 +22,7 @@ import (
 
 	"github.com/resend-webhook-operator/resend-webhook-operator/api/v1alpha1"
 	"github.com/resend-webhook-operator/resend-webhook-operator/controllers/render"
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/bounded"
 )
 
 // observation is what one reconcile saw of the world.
@@ -198,7 +199,7 @@ func ingressCondition(ing *networkingv1.Ingress) metav1.Condition {
 // local or NodePort-style controllers do).
 func lbAddress(ing *networkingv1.Ingress) string {
 	for _, lb := range ing.Status.LoadBalancer.Ingress {
-		addr := truncate(cmp.Or(lb.Hostname, lb.IP), 253)
+		addr := bounded.Text(cmp.Or(lb.Hostname, lb.IP), 253)
 		if addr == "" {
 			continue
 		}

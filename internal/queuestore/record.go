@@ -6,8 +6,8 @@ import (
 	"regexp"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/bounded"
 	"github.com/resend-webhook-operator/resend-webhook-operator/internal/task"
 )
 
@@ -119,13 +119,5 @@ var urlPathOrQuery = regexp.MustCompile(`(?i)(https?://[^/?#\s"'<>]+)[/?#][^\s"'
 // every http(s) URL in it are cut (Go's *url.Error quotes the full URL, which may carry a token),
 // and the result is bounded to MaxErrorBytes of valid UTF-8.
 func CleanError(msg string) string {
-	msg = urlPathOrQuery.ReplaceAllString(msg, "$1/…")
-	if len(msg) <= MaxErrorBytes {
-		return msg
-	}
-	cut := MaxErrorBytes
-	for cut > 0 && !utf8.RuneStart(msg[cut]) {
-		cut--
-	}
-	return msg[:cut] + "… (truncated)"
+	return bounded.Cut(urlPathOrQuery.ReplaceAllString(msg, "$1/…"), MaxErrorBytes, "… (truncated)")
 }

@@ -20,9 +20,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/resend/resend-go/v3"
+
+	"github.com/resend-webhook-operator/resend-webhook-operator/internal/bounded"
 )
 
 // DefaultBaseURL is Resend's public API.
@@ -388,7 +389,7 @@ func (c *Client) classify(op string, ans *answer, err error) *Error {
 	if c.apiKey != "" {
 		msg = strings.ReplaceAll(msg, c.apiKey, "[redacted]")
 	}
-	e.Message = Bound(msg, maxMessage)
+	e.Message = bounded.Text(msg, maxMessage)
 	return e
 }
 
@@ -427,25 +428,6 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		d = t.Sub(now)
 	}
 	return min(d, maxRetryAfter)
-}
-
-// Bound shortens s to at most n bytes (on a rune boundary) and replaces control characters, so
-// text from the network can go into a condition message or a log line.
-func Bound(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, strings.ToValidUTF8(s, "?"))
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }
 
 // answer is what the transport saw of the HTTP response (resend-go keeps the status of most
