@@ -8,6 +8,7 @@ package charts_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +53,7 @@ var allOn = []string{
 // everything also restricts the operator to namespaces and sets the other knobs.
 var everything = append(slices.Clone(allOn),
 	"--set", "watchNamespaces={team-a,team-b}",
+	"--set", "gatewayNamespaces={gateways,team-a}",
 	"--set", "tenantGuardrails.allowedIngressHosts={*.hooks.example.com}",
 	"--set", "tenantGuardrails.allowedIngressAnnotationPrefixes={cert-manager.io/}",
 	"--set", "image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
@@ -146,6 +148,25 @@ func TestOneImageForManagerAndPods(t *testing.T) {
 	check("kubectl kustomize config/default", kustomize(t, "config/default"), "resend-webhook-operator:"+kustomizeImageTag)
 }
 
+// With watchNamespaces, the manager may read Gateways in gatewayNamespaces (for status.url), and
+// only get them; a watched namespace needs no extra Role.
+func TestGatewayReaderRoles(t *testing.T) {
+	var readers []string
+	for _, o := range renderChart(t, everything...) {
+		if o.GetKind() != "Role" || !strings.HasSuffix(o.GetName(), "-gateway-reader") {
+			continue
+		}
+		readers = append(readers, o.GetNamespace())
+		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+		if got, _ := json.Marshal(rules); string(got) != `[{"apiGroups":["gateway.networking.k8s.io"],"resources":["gateways"],"verbs":["get"]}]` {
+			t.Errorf("Role %s/%s rules %s", o.GetNamespace(), o.GetName(), got)
+		}
+	}
+	if !slices.Equal(readers, []string{"gateways"}) {
+		t.Errorf("gateway-reader Roles in %v, want [gateways] (team-a is watched already)", readers)
+	}
+}
+
 // Every object of the chart (defaults and everything on), of dist/install.yaml and of the
 // optional kustomizations is server-side applied with dryRun=All: the API server validates it
 // (schemas, CRDs, RBAC references) without storing it. Then the installer is applied for real and
@@ -164,7 +185,7 @@ func TestAPIServerAcceptsEveryRenderedObject(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	for _, ns := range []string{namespace, "team-a", "team-b", "monitoring"} {
+	for _, ns := range []string{namespace, "team-a", "team-b", "gateways", "monitoring"} {
 		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			t.Fatal(err)
 		}
