@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -120,6 +122,33 @@ func TestTenantPolicyCoversGatewayRoutes(t *testing.T) {
 			t.Errorf("%+v: refused: %v", tc.spec, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%+v: got %v, want an error with %q", tc.spec, err, tc.want)
+		}
+	}
+}
+
+// A disabled endpoint is re-enabled only once Resend can reach the receivers: with a Gateway,
+// that includes the route being accepted.
+func TestReceiversReadyWaitsForTheRoute(t *testing.T) {
+	rw := routedWebhook(&v1alpha1.GatewaySpec{Hostnames: []string{"hooks.example.com"}, ParentRefs: []v1alpha1.GatewayParentRef{{Name: "public"}}})
+	receiver := &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Replicas: new(int32(2))}, Status: appsv1.DeploymentStatus{
+		Replicas: 2, UpdatedReplicas: 2, AvailableReplicas: 2, ReadyReplicas: 2,
+		Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue}},
+	}}
+	refused := acceptedRoute(rw)
+	refused.Status.Parents[0].Conditions[0].Status = metav1.ConditionFalse
+	for _, tc := range []struct {
+		name     string
+		receiver *appsv1.Deployment
+		route    routeObservation
+		want     bool
+	}{
+		{"receivers and route ready", receiver, routeObservation{served: true, route: acceptedRoute(rw)}, true},
+		{"route refused", receiver, routeObservation{served: true, route: refused}, false},
+		{"no route yet", receiver, routeObservation{served: true}, false},
+		{"no receivers", nil, routeObservation{served: true, route: acceptedRoute(rw)}, false},
+	} {
+		if got := receiversReady(rw, observation{receiver: tc.receiver, route: tc.route}); got != tc.want {
+			t.Errorf("%s: receiversReady = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -248,12 +248,18 @@ func seedMemo(rw *v1alpha1.ResendWebhook, want resendWant, now time.Time) *resen
 	return &resendSynced{uid: rw.UID, want: want.fingerprint(), webhookID: st.WebhookID, state: st.State, readAt: now}
 }
 
-// receiversReady: the endpoint can answer (receivers available, and the Ingress when there is one).
+// receiversReady: the endpoint can answer (receivers available, and the Ingress or the
+// HTTPRoute when there is one).
 func receiversReady(rw *v1alpha1.ResendWebhook, obs observation) bool {
-	if deploymentCondition(v1alpha1.ConditionReceiverAvailable, obs.receiver).Status != metav1.ConditionTrue {
+	switch {
+	case deploymentCondition(v1alpha1.ConditionReceiverAvailable, obs.receiver).Status != metav1.ConditionTrue:
 		return false
+	case rw.Spec.Ingress != nil:
+		return ingressCondition(obs.ingress).Status == metav1.ConditionTrue
+	case rw.Spec.Gateway != nil:
+		return routeCondition(rw, obs.route).Status == metav1.ConditionTrue
 	}
-	return rw.Spec.Ingress == nil || ingressCondition(obs.ingress).Status == metav1.ConditionTrue
+	return true
 }
 
 // syncResend is the Resend step: register or adopt the webhook, keep endpoint and events in
