@@ -85,6 +85,10 @@ func TestCreateRendersEveryObject(t *testing.T) {
 	var pdb policyv1.PodDisruptionBudget
 	waitFor(t, ns, "hooks-receiver", &pdb)
 	assertAbsent(t, ns, "hooks-receiver", &autoscalingv2.HorizontalPodAutoscaler{}) // no autoscaling
+	// Receivers are unready while Redis is down: the PDB must not block a node drain then.
+	if p := pdb.Spec.UnhealthyPodEvictionPolicy; p == nil || *p != policyv1.AlwaysAllow {
+		t.Errorf("PDB unhealthyPodEvictionPolicy %v, want AlwaysAllow", p)
+	}
 
 	var server v1alpha1.ResendWebhook
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(rw), &server); err != nil {
@@ -122,6 +126,63 @@ func TestCreateRendersEveryObject(t *testing.T) {
 	backend := ing.Spec.Rules[0].HTTP.Paths[0].Backend.Service
 	if backend.Name != "hooks-receiver" || backend.Port.Name != render.ServicePortName || ing.Spec.TLS[0].SecretName != "tls" {
 		t.Errorf("ingress %+v", ing.Spec)
+	}
+}
+
+// The pod settings a user writes reach the Deployments the API server stored, next to the
+// operator's own (the render goldens cover every field; this covers the apply).
+func TestPodSettingsReachTheDeployments(t *testing.T) {
+	useSharedManager(t)
+	ns := namespace(t)
+	mustCreate(t, signingSecret(ns, "hooks-signing", map[string]string{"signing-secret": validSecret}))
+	rw := webhook(ns, "hooks", sharedRed.URL())
+	spread := []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "topology.kubernetes.io/zone", WhenUnsatisfiable: corev1.ScheduleAnyway}}
+	settings := v1alpha1.PodSettings{
+		ImagePullSecrets:          []corev1.LocalObjectReference{{Name: "registry"}},
+		ServiceAccountName:        "mail-events",
+		PodMetadata:               &v1alpha1.PodMetadata{Labels: map[string]string{"team": "mail"}, Annotations: map[string]string{"cost-center": "42"}},
+		PriorityClassName:         "webhooks",
+		TopologySpreadConstraints: spread,
+	}
+	rw.Spec.Receiver.PodSettings = settings
+	rw.Spec.Worker = &v1alpha1.WorkerSpec{
+		PodSettings:  settings,
+		Sink:         &v1alpha1.SinkSpec{URL: "http://sink.example/x"},
+		Env:          []corev1.EnvVar{{Name: "DB_HOST", Value: "db.infra"}},
+		EnvFrom:      []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "db"}}}},
+		Volumes:      []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+		VolumeMounts: []corev1.VolumeMount{{Name: "scratch", MountPath: "/scratch"}},
+	}
+	mustCreate(t, rw)
+
+	var receiver, worker appsv1.Deployment
+	waitFor(t, ns, "hooks-receiver", &receiver)
+	waitFor(t, ns, "hooks-worker", &worker)
+	for _, d := range []*appsv1.Deployment{&receiver, &worker} {
+		tpl := d.Spec.Template
+		ps := tpl.Spec
+		if !slices.Equal(ps.ImagePullSecrets, settings.ImagePullSecrets) || ps.ServiceAccountName != "mail-events" || ps.PriorityClassName != "webhooks" {
+			t.Errorf("%s: pull secrets %v, service account %q, priority class %q", d.Name, ps.ImagePullSecrets, ps.ServiceAccountName, ps.PriorityClassName)
+		}
+		if tpl.Labels["team"] != "mail" || tpl.Annotations["cost-center"] != "42" || tpl.Labels[render.LabelInstance] != "hooks" {
+			t.Errorf("%s: pod labels %v, annotations %v", d.Name, tpl.Labels, tpl.Annotations)
+		}
+		if len(ps.TopologySpreadConstraints) != 1 || ps.TopologySpreadConstraints[0].TopologyKey != "topology.kubernetes.io/zone" ||
+			ps.TopologySpreadConstraints[0].LabelSelector == nil { // filled in with this component's pods
+			t.Errorf("%s: topology spread %+v", d.Name, ps.TopologySpreadConstraints)
+		}
+	}
+	c := worker.Spec.Template.Spec.Containers[0]
+	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "DB_HOST" && e.Value == "db.infra" }) ||
+		len(c.EnvFrom) != 1 || c.EnvFrom[0].SecretRef == nil || c.EnvFrom[0].SecretRef.Name != "db" {
+		t.Errorf("worker env %+v, envFrom %+v", c.Env, c.EnvFrom)
+	}
+	if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "scratch" && m.MountPath == "/scratch" }) ||
+		!slices.ContainsFunc(worker.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == "scratch" && v.EmptyDir != nil }) {
+		t.Errorf("worker volumes %+v, mounts %+v", worker.Spec.Template.Spec.Volumes, c.VolumeMounts)
+	}
+	if got := worker.Spec.Template.Spec.Containers[0].Args; got[0] != "worker" || !slices.Contains(got, "--sink-url=http://sink.example/x") {
+		t.Errorf("worker args %q: the operator's args must stay", got)
 	}
 }
 
