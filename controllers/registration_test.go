@@ -78,6 +78,7 @@ func newResendFixture(t *testing.T) *resendFixture {
 	_, _ = rand.Read(b)
 	f := &resendFixture{t: t, ns: namespace(t), key: "re_" + hex.EncodeToString(b)}
 	resendSim.AddKey(f.key, f.ns)
+	secretsInLogs.watch(f.key)
 	t.Cleanup(f.assertKeyNeverShown)
 	return f
 }
@@ -119,6 +120,12 @@ func (f *resendFixture) assertKeyNeverShown() {
 	t := f.t
 	if strings.Contains(managerLogs.String(), f.key) {
 		t.Errorf("the API key appears in the manager's logs")
+	}
+	if leaked, lines := secretsInLogs.leaked(f.key); leaked {
+		t.Errorf("the API key appears in the manager's logs (at some level, of %d lines)", lines)
+	}
+	if !strings.Contains(managerLogs.String(), f.ns) {
+		t.Errorf("no log line of the manager names namespace %s: the check above saw nothing of this test", f.ns)
 	}
 	ctx := context.Background()
 	var events eventsv1.EventList
