@@ -32,9 +32,10 @@ import (
 //	sink:  our Worker forwarding every event over HTTP to a local no-op sink (the built-in worker)
 //	post:  a bare asynq.Server whose handler does a minimal http POST to the same sink (what
 //	       HTTP itself costs, without the worker's signing headers, metrics and routing)
+//	nobrk: sink with the circuit breaker disabled (what the breaker costs on the happy path)
 //
-// Each round runs the four variants back to back (order rotated per round) and computes the
-// ratios sink/bare, sdk/bare and sink/post within the round, because the CPU is shared with
+// Each round runs the five variants back to back (order rotated per round) and computes the
+// ratios sink/bare, sdk/bare, sink/post and sink/nobrk within the round, because the CPU is shared with
 // whatever else runs; it reports their median and spread, at concurrency 10 (the default) and
 // 100. Then the worker binary drains N events to the same sink as a process of its own, at
 // both concurrencies: its rate and memory. RWH_BENCH_TASKS (default 10000) and
@@ -53,13 +54,13 @@ func BenchmarkWorker(b *testing.B) {
 	defer sink.Close()
 
 	body := eventBody(EventEmailDelivered, 1024)
-	kinds := []string{"bare", "sdk", "sink", "post"}
+	kinds := []string{"bare", "sdk", "sink", "post", "nobrk"}
 	fmt.Printf("\nBenchmarkWorker: %d tasks x 1 KB per variant and round, %d rounds, order rotated; Redis, the sink and the worker share GOMAXPROCS=%d.\n"+
 		"Rates: median of the rounds; ratios: median [min-max] of the per-round ratios.\n", n, rounds, runtime.GOMAXPROCS(0))
 	fmt.Printf("Reproduce: make bench-worker (go test -run '^$' -bench '^BenchmarkWorker$' -benchtime 1x ./worker/, RWH_BINARY=bin/resend-webhook-operator). Load average %s at start.\n", testutil.LoadAverage())
 	defer func() { fmt.Printf("Load average %s at the end.\n", testutil.LoadAverage()) }()
-	fmt.Printf("%-4s | %8s | %8s | %8s | %8s | %-16s | %-16s | %-16s\n", "c", "bare/s", "sdk/s", "sink/s", "post/s", "sdk/bare", "sink/bare", "sink/post (goal >= 1.0)")
-	fmt.Println(strings.Repeat("-", 115))
+	fmt.Printf("%-4s | %8s | %8s | %8s | %8s | %8s | %-16s | %-16s | %-23s | %-16s\n", "c", "bare/s", "sdk/s", "sink/s", "post/s", "nobrk/s", "sdk/bare", "sink/bare", "sink/post (goal >= 1.0)", "breaker on/off")
+	fmt.Println(strings.Repeat("-", 150))
 	meter := testutil.NewCPUMeter(r.Client(b), 0)
 	var cpuTable []string
 	for _, concurrency := range []int{10, 100} {
@@ -74,7 +75,7 @@ func BenchmarkWorker(b *testing.B) {
 				enqueueMany(b, opt, queue, n, body)
 				var handled atomic.Int64
 				count := &handled
-				if kind == "sink" || kind == "post" {
+				if kind == "sink" || kind == "post" || kind == "nobrk" {
 					delivered.Store(0)
 					count = &delivered
 				}
@@ -94,17 +95,19 @@ func BenchmarkWorker(b *testing.B) {
 			ratios["sink/bare"] = append(ratios["sink/bare"], got["sink"]/got["bare"])
 			ratios["sdk/bare"] = append(ratios["sdk/bare"], got["sdk"]/got["bare"])
 			ratios["sink/post"] = append(ratios["sink/post"], got["sink"]/got["post"])
+			ratios["breaker"] = append(ratios["breaker"], got["sink"]/got["nobrk"])
 			n := len(cpu["bare"]) - 1 // by CPU: the other's CPU per task over ours, as for rates
 			ratios["sdk/bare cpu"] = append(ratios["sdk/bare cpu"], cpu["bare"][n]/cpu["sdk"][n])
 			ratios["sink/bare cpu"] = append(ratios["sink/bare cpu"], cpu["bare"][n]/cpu["sink"][n])
 			ratios["sink/post cpu"] = append(ratios["sink/post cpu"], cpu["post"][n]/cpu["sink"][n])
+			ratios["breaker cpu"] = append(ratios["breaker cpu"], cpu["nobrk"][n]/cpu["sink"][n])
 		}
-		cpuTable = append(cpuTable, fmt.Sprintf("%-4d | %-18s | %-18s | %-18s | %-18s | %-16s | %-16s | %-16s", concurrency,
-			testutil.Spread(cpu["bare"], 1, ""), testutil.Spread(cpu["sdk"], 1, ""), testutil.Spread(cpu["sink"], 1, ""), testutil.Spread(cpu["post"], 1, ""),
-			testutil.Spread(ratios["sdk/bare cpu"], 2, ""), testutil.Spread(ratios["sink/bare cpu"], 2, ""), testutil.Spread(ratios["sink/post cpu"], 2, "")))
-		fmt.Printf("%-4d | %8.0f | %8.0f | %8.0f | %8.0f | %-16s | %-16s | %-16s\n", concurrency,
-			testutil.Median(tput["bare"]), testutil.Median(tput["sdk"]), testutil.Median(tput["sink"]), testutil.Median(tput["post"]),
-			testutil.Spread(ratios["sdk/bare"], 2, ""), testutil.Spread(ratios["sink/bare"], 2, ""), testutil.Spread(ratios["sink/post"], 2, ""))
+		cpuTable = append(cpuTable, fmt.Sprintf("%-4d | %-18s | %-18s | %-18s | %-18s | %-18s | %-16s | %-16s | %-16s | %-16s", concurrency,
+			testutil.Spread(cpu["bare"], 1, ""), testutil.Spread(cpu["sdk"], 1, ""), testutil.Spread(cpu["sink"], 1, ""), testutil.Spread(cpu["post"], 1, ""), testutil.Spread(cpu["nobrk"], 1, ""),
+			testutil.Spread(ratios["sdk/bare cpu"], 2, ""), testutil.Spread(ratios["sink/bare cpu"], 2, ""), testutil.Spread(ratios["sink/post cpu"], 2, ""), testutil.Spread(ratios["breaker cpu"], 2, "")))
+		fmt.Printf("%-4d | %8.0f | %8.0f | %8.0f | %8.0f | %8.0f | %-16s | %-16s | %-23s | %-16s\n", concurrency,
+			testutil.Median(tput["bare"]), testutil.Median(tput["sdk"]), testutil.Median(tput["sink"]), testutil.Median(tput["post"]), testutil.Median(tput["nobrk"]),
+			testutil.Spread(ratios["sdk/bare"], 2, ""), testutil.Spread(ratios["sink/bare"], 2, ""), testutil.Spread(ratios["sink/post"], 2, ""), testutil.Spread(ratios["breaker"], 2, ""))
 		for _, k := range kinds {
 			b.ReportMetric(testutil.Median(tput[k]), fmt.Sprintf("%s_c%d_tasks/s", k, concurrency))
 		}
@@ -112,7 +115,7 @@ func BenchmarkWorker(b *testing.B) {
 	fmt.Println()
 	fmt.Println("CPU per task, µs (this process: the consumer and the sink, not the enqueue before; plus redis-server): median [min-max] of the rounds.")
 	fmt.Println("Ratios by CPU: the other's CPU per task over ours, the rate ratio of a machine with nothing else to do.")
-	fmt.Printf("%-4s | %-18s | %-18s | %-18s | %-18s | %-16s | %-16s | %-16s\n", "c", "bare", "sdk", "sink", "post", "sdk/bare", "sink/bare", "sink/post")
+	fmt.Printf("%-4s | %-18s | %-18s | %-18s | %-18s | %-18s | %-16s | %-16s | %-16s | %-16s\n", "c", "bare", "sdk", "sink", "post", "nobrk", "sdk/bare", "sink/bare", "sink/post", "breaker on/off")
 	for _, row := range cpuTable {
 		fmt.Println(row)
 	}
@@ -212,11 +215,11 @@ func drain(b *testing.B, kind string, opt asynq.RedisConnOpt, queue string, conc
 		stop = srv.Shutdown
 	default:
 		w, err := New(Config{Redis: opt, Queue: queue, Concurrency: concurrency, PollInterval: 100 * time.Millisecond,
-			Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+			Breaker: BreakerConfig{Disabled: kind == "nobrk"}, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if kind == "sink" {
+		if kind == "sink" || kind == "nobrk" {
 			s, err := NewSink(SinkConfig{URL: sinkURL, Timeout: 10 * time.Second, MaxConns: concurrency}, w.Logger(), w.Registry())
 			if err != nil {
 				b.Fatal(err)
