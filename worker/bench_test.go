@@ -334,22 +334,28 @@ func BenchmarkSinkPost(b *testing.B) {
 }
 
 // BenchmarkProcessTask is the worker's own work around one event (routing, the event, the
-// breaker, metrics) with a no-op handler, without asynq's dequeue and completion around it:
+// breaker, metrics) with a no-op handler, without asynq's dequeue and completion around it,
+// with the circuit breaker on (the default) and off:
 //
 //	go test -run '^$' -bench BenchmarkProcessTask -benchmem -cpuprofile cpu.out ./worker/
 func BenchmarkProcessTask(b *testing.B) {
-	w, err := New(Config{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	w.HandleFunc("*", func(context.Context, *Event) error { return nil })
-	t := newReceiverTask(EventEmailDelivered, "msg_bench", eventBody(EventEmailDelivered, 1024))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // as asynq gives it
-	defer cancel()
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := w.processTask(ctx, t); err != nil {
-			b.Fatal(err)
-		}
+	for _, breaker := range []string{"breaker-on", "breaker-off"} {
+		b.Run(breaker, func(b *testing.B) {
+			w, err := New(Config{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, Logger: slog.New(slog.DiscardHandler),
+				Breaker: BreakerConfig{Disabled: breaker == "breaker-off"}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			w.HandleFunc("*", func(context.Context, *Event) error { return nil })
+			t := newReceiverTask(EventEmailDelivered, "msg_bench", eventBody(EventEmailDelivered, 1024))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // as asynq gives it
+			defer cancel()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := w.processTask(ctx, t); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
