@@ -26,6 +26,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -630,6 +631,45 @@ func TestResendRateLimitIsSharedAndRetryAfterRespected(t *testing.T) {
 	st = resendSim.Stats().Key(f.key)
 	if st.RateLimited < 1 || st.RateLimited > 2 || st.MaxPerSecond > 2 {
 		t.Errorf("after a 429: %+v; want one (at most two in flight) 429s, then silence until retry-after", st)
+	}
+}
+
+// Resend cannot be reached while a webhook is deleted: the deletion waits with a clear
+// condition and Event, and finishes by itself, removing the webhook at Resend, once Resend
+// answers again.
+func TestResendDeletionWaitsForAnUnreachableResend(t *testing.T) {
+	f := newResendFixture(t)
+	f.createKeySecret()
+	rw := f.webhook("unreachable", "https://unreachable."+f.ns+".example/", "email.sent")
+	mustCreate(t, rw)
+	waitCondition(t, rw, v1alpha1.ConditionRegistered, metav1.ConditionTrue, v1alpha1.ReasonRegistered)
+	f.onlyWebhook(func(resendsim.Webhook) error { return nil })
+
+	resendSim.Unreachable(f.key, true)
+	t.Cleanup(func() { resendSim.Unreachable(f.key, false) })
+	if err := k8s.Delete(context.Background(), rw); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, wait, "DeletionFailed", func() error {
+		var cur v1alpha1.ResendWebhook
+		if err := get(f.ns, rw.Name, &cur); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionRegistered)
+		if c == nil || c.Reason != v1alpha1.ReasonDeletionFailed || !strings.Contains(c.Message, "deletionPolicy to Retain") {
+			return fmt.Errorf("Registered %+v", c)
+		}
+		return nil
+	})
+	testutil.Eventually(t, wait, "DeletionFailed event", func() error { return warningEvent(f.ns, rw.Name, v1alpha1.ReasonDeletionFailed) })
+	if n := len(f.atResend()); n != 1 {
+		t.Fatalf("%d webhooks at Resend during the outage, want 1", n)
+	}
+
+	resendSim.Unreachable(f.key, false)
+	testutil.Eventually(t, wait, "deleted once Resend answers", func() error { return absent(f.ns, rw.Name, &v1alpha1.ResendWebhook{}) })
+	if n := len(f.atResend()); n != 0 {
+		t.Errorf("%d webhooks at Resend after the deletion, want 0", n)
 	}
 }
 

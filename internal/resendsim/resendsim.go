@@ -92,6 +92,7 @@ type Sim struct {
 type keyAccount struct {
 	team      string
 	revoked   bool
+	down      bool        // Unreachable: connections closed without an answer
 	window    []time.Time // requests of the last second
 	throttled time.Time   // Throttle: 429 until then
 	stats     KeyStats
@@ -205,6 +206,16 @@ func (s *Sim) RevokeKey(apiKey string) {
 	}
 }
 
+// Unreachable makes the API look down to apiKey's requests while on: each connection is closed
+// without an answer, as when Resend cannot be reached.
+func (s *Sim) Unreachable(apiKey string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k := s.keys[apiKey]; k != nil {
+		k.down = on
+	}
+}
+
 // Throttle answers every request of apiKey with 429 for d (real time), as if its budget were
 // used up; retry-after says when it ends.
 func (s *Sim) Throttle(apiKey string, d time.Duration) {
@@ -246,6 +257,11 @@ func (s *Sim) api(pattern string, h func(w http.ResponseWriter, r *http.Request,
 		defer s.mu.Unlock()
 		k := s.keys[key]
 		switch {
+		case k != nil && k.down:
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				_ = conn.Close()
+			}
+			return
 		case !ok || key == "":
 			s.stats.unauthorized++
 			writeError(w, http.StatusUnauthorized, "missing_api_key", "Missing API key in the authorization header")

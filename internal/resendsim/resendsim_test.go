@@ -97,6 +97,25 @@ func TestAPIShapesAuthAndValidation(t *testing.T) {
 	}
 }
 
+func TestUnreachableClosesTheKeysConnections(t *testing.T) {
+	sim, url := start(t, Options{RateLimit: 1000})
+	sim.AddKey("re_other", "other")
+	sim.Unreachable(key, true)
+	req, _ := http.NewRequest("GET", url+"/webhooks", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		_ = resp.Body.Close()
+		t.Fatalf("unreachable: got HTTP %d, want a transport error", resp.StatusCode)
+	}
+	if code, _, _ := call(t, "GET", url+"/webhooks", "re_other", nil); code != 200 {
+		t.Errorf("another key while the first is cut off: %d, want 200", code)
+	}
+	sim.Unreachable(key, false)
+	if code, _, _ := call(t, "GET", url+"/webhooks", key, nil); code != 200 {
+		t.Errorf("reachable again: %d, want 200", code)
+	}
+}
+
 func TestListPagesNewestFirst(t *testing.T) {
 	_, url := start(t, Options{RateLimit: 1000})
 	var ids []string
