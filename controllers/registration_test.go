@@ -259,6 +259,22 @@ func TestResendRegistersOwnsTheSecretUpdatesAndAdopts(t *testing.T) {
 		return nil
 	})
 
+	// An endpoint change updates the same webhook at Resend: no second one, the same secret.
+	moved := "https://moved." + f.ns + ".example/resend"
+	update(t, rw, func(rw *v1alpha1.ResendWebhook) { rw.Spec.Resend.Endpoint = moved })
+	f.onlyWebhook(func(w resendsim.Webhook) error {
+		if w.Endpoint != moved || w.ID != at.ID || w.SigningSecret != at.SigningSecret {
+			return fmt.Errorf("at Resend %+v, want webhook %s at %s", w, at.ID, moved)
+		}
+		return nil
+	})
+	testutil.Eventually(t, wait, "status endpoint", func() error {
+		if got := currentStatus(t, rw).Resend.Endpoint; got != moved {
+			return fmt.Errorf("status.resend.endpoint %q", got)
+		}
+		return nil
+	})
+
 	// A lost status write and a restart: the webhook is adopted, not registered twice.
 	testutil.Eventually(t, wait, "wipe status.resend", func() error {
 		cur := currentWebhook(t, rw)
