@@ -109,17 +109,32 @@ func (e *Enqueuer) Enqueue(ctx context.Context, t *queuestore.Task, marker strin
 		}
 		e.published.Store(t.Queue, true)
 	}
-	cmd := queuestore.EnqueueCmd(ctx, t, time.Now())
+	buf := taskBuffers.Get().(*[]byte)
+	msg := t.AppendEncoded((*buf)[:0])
+	cmd := queuestore.EnqueueCmd(ctx, t, msg, time.Now())
 	if wait, err = e.send1(ctx, cmd, marker); err == nil && cmd.Err() != nil && queuestore.IsNoScript(cmd.Err()) {
 		cmd = queuestore.EnqueueEvalCmd(ctx, cmd) // Redis lost its script cache (a restart, a failover)
 		wait, err = e.send1(ctx, cmd, marker)
 	}
 	if err != nil {
+		// The script may still be in a pipeline in flight, its message not yet written: the
+		// buffer is left to the garbage collector.
 		return false, wait, err
+	}
+	if cap(msg) <= maxPooledTask {
+		*buf = msg
+		taskBuffers.Put(buf)
 	}
 	n, err := cmd.Int64()
 	return n == 1, wait, err
 }
+
+// taskBuffers recycles encoded task messages once Redis has answered their script (go-redis is
+// done with the arguments then).
+var taskBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledTask: a larger message's buffer is left to the garbage collector.
+const maxPooledTask = 64 << 10
 
 // send1 sends one script, alone or with others, and returns once its result is in cmd, or with
 // ctx's error when ctx ends first.

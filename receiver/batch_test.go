@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -507,4 +509,52 @@ func TestEnqueueAfterRedisLostItsScripts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Request bodies and encoded tasks live in recycled buffers: many concurrent requests of
+// different sizes must each store exactly their own body.
+func TestConcurrentRequestsStoreTheirOwnBodies(t *testing.T) {
+	withAndWithoutBatching(t, func(t *testing.T, batch bool) {
+		f := newFixture(t, func(o *Options) { o.MaxBodyBytes = 1 << 20 })
+		withEnqueuer(t, f, EnqueuerOptions{Batch: batch})
+		const n, senders = 300, 16
+		bodies := make([][]byte, n)
+		headers := make([]http.Header, n)
+		for i := range bodies {
+			size := (i * 137) % 20000 // 0 B to 20 KB, and some over the pools' 64 KB
+			if i%50 == 7 {
+				size = 100 << 10
+			}
+			pad := strings.Repeat(string(rune('a'+i%26)), size)
+			bodies[i] = fmt.Appendf(nil, `{"type":"email.sent","i":%d,"pad":%q}`, i, pad)
+			headers[i] = signed(t, vectorSecret, fmt.Sprintf("msg_own_%d", i), time.Now(), bodies[i])
+		}
+		errs := make(chan error, n)
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range senders {
+			wg.Go(func() {
+				for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+					r, err := tryDo(http.MethodPost, f.server.URL+"/webhook", headers[i], bytes.NewReader(bodies[i]))
+					if err == nil && r.code != http.StatusOK {
+						err = fmt.Errorf("HTTP %d %s", r.code, r.body)
+					}
+					if err != nil {
+						errs <- fmt.Errorf("request %d: %w", i, err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		for i, body := range bodies {
+			info, ok := f.task(t, "ns.hook", fmt.Sprintf("msg_own_%d", i))
+			if !ok || !bytes.Equal(info.Payload, body) {
+				t.Errorf("task %d: found %v, payload matches its body: %v", i, ok, ok && bytes.Equal(info.Payload, body))
+			}
+		}
+	})
 }

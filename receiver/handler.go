@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -221,14 +222,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.inFlight.Add(1) > h.maxInFlight {
 		o = outOverloaded
 	} else {
-		o = h.serve(w, r, &req)
+		body := bodyBuffers.Get().(*[]byte)
+		o = h.serve(w, r, &req, body)
+		if cap(*body) <= maxPooledBody {
+			bodyBuffers.Put(body)
+		}
 	}
 	h.answer(w, o)
 	h.metrics.observe(o)
 	h.logAnswer(r.Context(), o, &req, time.Since(start))
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, req *request) outcome {
+// bodyBuffers recycles request bodies: nothing refers to a body once serve returns (the task
+// in Redis holds an encoded copy, the event type is a copy), and most events are a few KB.
+var bodyBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBody: a larger body's buffer is left to the garbage collector, so one big request
+// does not pin its memory in the pool.
+const maxPooledBody = 64 << 10
+
+// serve reads the body into *buf (growing it as needed) and answers from it; the caller may
+// reuse *buf once serve has returned.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, req *request, buf *[]byte) outcome {
 	if r.Method != http.MethodPost {
 		return outMethod
 	}
@@ -236,7 +251,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, req *request) ou
 	if r.ContentLength > h.maxBody {
 		return outTooLarge
 	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, h.maxBody), r.ContentLength)
+	body, err := readBody(http.MaxBytesReader(w, r.Body, h.maxBody), r.ContentLength, (*buf)[:0])
+	*buf = body
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return outTooLarge
@@ -400,15 +416,18 @@ func checkDedupWindow(dedupWindow, tolerance time.Duration) error {
 	return nil
 }
 
-// readBody reads all of body, sized by Content-Length when it is known.
-func readBody(body io.Reader, contentLength int64) ([]byte, error) {
+// readBody appends all of body to buf (empty, with whatever capacity it has), sized by
+// Content-Length when it is known.
+func readBody(body io.Reader, contentLength int64, buf []byte) ([]byte, error) {
 	size := int64(512)
 	if contentLength >= 0 {
 		// +1 so EOF is seen without growing; capped so that a claimed Content-Length from an
 		// unauthenticated client cannot reserve memory before its bytes arrive.
 		size = min(contentLength+1, 64<<10)
 	}
-	buf := make([]byte, 0, size)
+	if int64(cap(buf)) < size {
+		buf = make([]byte, 0, size)
+	}
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]

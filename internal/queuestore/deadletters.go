@@ -359,7 +359,8 @@ func (s *Store) replayBatch(ctx context.Context, ids []string, opt ReplayOptions
 	enqueues := make([]scriptCall, len(found))
 	now := time.Now()
 	for i, r := range found {
-		enqueues[i] = enqueueCall(s.replayTask(r, opt), now)
+		t := s.replayTask(r, opt)
+		enqueues[i] = enqueueCall(t, t.Encode(), now)
 	}
 	cmds, err := runBatch(ctx, s.rdb, enqueueScript, enqueues)
 	if err != nil {

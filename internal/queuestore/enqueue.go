@@ -2,6 +2,7 @@ package queuestore
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"time"
 
@@ -42,7 +43,10 @@ const (
 // Encode returns the task message, encoded as protobuf in one allocation. Fields at their
 // zero value are left out, as protobuf's own encoder does; Asynq keeps durations in whole
 // seconds, rounded down.
-func (t *Task) Encode() []byte {
+func (t *Task) Encode() []byte { return t.AppendEncoded(nil) }
+
+// AppendEncoded appends the task message (as Encode) to b, growing it at most once.
+func (t *Task) AppendEncoded(b []byte) []byte {
 	var size int
 	str := func(num protowire.Number, s string) int {
 		if s == "" {
@@ -65,7 +69,7 @@ func (t *Task) Encode() []byte {
 		size += protowire.SizeTag(fieldHeaders) + protowire.SizeBytes(headerSize(h))
 	}
 
-	b := make([]byte, 0, size)
+	b = slices.Grow(b, size)
 	appendStr := func(num protowire.Number, s string) {
 		if s != "" {
 			b = protowire.AppendTag(b, num, protowire.BytesType)
@@ -124,16 +128,18 @@ var enqueueScript = redis.NewScript(enqueueSource)
 // EnqueueCmd returns the command that enqueues t (it is not sent): an EVALSHA, which Redis
 // answers with a NOSCRIPT error until it has seen the script; then send EnqueueEvalCmd
 // instead. Its result is 1 when the task was written, 0 when its id already had a task.
-func EnqueueCmd(ctx context.Context, t *Task, now time.Time) *redis.Cmd {
-	c := enqueueCall(t, now)
+// msg is t's message (t.Encode, or t.AppendEncoded into a buffer of the caller's, which must
+// not be reused until the command's result is in).
+func EnqueueCmd(ctx context.Context, t *Task, msg []byte, now time.Time) *redis.Cmd {
+	c := enqueueCall(t, msg, now)
 	return redis.NewCmd(ctx, "evalsha", enqueueScript.Hash(), len(c.keys), c.keys[0], c.keys[1], c.args[0], c.args[1], c.args[2])
 }
 
-// enqueueCall is the keys and arguments of enqueueScript for t.
-func enqueueCall(t *Task, now time.Time) scriptCall {
+// enqueueCall is the keys and arguments of enqueueScript for t, whose message is msg.
+func enqueueCall(t *Task, msg []byte, now time.Time) scriptCall {
 	return scriptCall{
 		keys: []string{TaskKey(t.Queue, t.ID), PendingKey(t.Queue)},
-		args: []any{t.Encode(), t.ID, strconv.FormatInt(now.UnixNano(), 10)},
+		args: []any{msg, t.ID, strconv.FormatInt(now.UnixNano(), 10)},
 	}
 }
 

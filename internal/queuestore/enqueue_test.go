@@ -134,7 +134,7 @@ func (f *fixture) runEnqueue(t *testing.T, tk *Task) int64 {
 	if err := f.rdb.SAdd(ctx, QueuesKey, tk.Queue).Err(); err != nil {
 		t.Fatal(err)
 	}
-	cmds, err := runBatch(ctx, f.rdb, enqueueScript, []scriptCall{enqueueCall(tk, time.Now())})
+	cmds, err := runBatch(ctx, f.rdb, enqueueScript, []scriptCall{enqueueCall(tk, tk.Encode(), time.Now())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,4 +163,20 @@ func decodeFields(b []byte) (map[protowire.Number][]string, error) {
 	}
 	slices.Sort(out[fieldHeaders])
 	return out, nil
+}
+
+// AppendEncoded into a used buffer (the receiver recycles them) gives Encode's bytes, whatever
+// the buffer held before and however large it is.
+func TestAppendEncodedIntoAUsedBuffer(t *testing.T) {
+	tk := &Task{ID: "msg_1", Type: task.TypeName("email.sent"), Queue: q, Payload: []byte(`{"type":"email.sent"}`),
+		Headers: []Header{{task.HeaderSvixID, "msg_1"}}, Retry: 2, Timeout: time.Minute, Retention: time.Hour}
+	want := tk.Encode()
+	for _, buf := range [][]byte{nil, make([]byte, 0, 4), bytes.Repeat([]byte{0xff}, 4096)[:0]} {
+		if got := tk.AppendEncoded(buf); !bytes.Equal(got, want) {
+			t.Errorf("AppendEncoded into a buffer of capacity %d = %x, want %x", cap(buf), got, want)
+		}
+	}
+	if got := tk.AppendEncoded([]byte("prefix")); !bytes.Equal(got, append([]byte("prefix"), want...)) {
+		t.Errorf("AppendEncoded does not append: %q", got)
+	}
 }
