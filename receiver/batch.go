@@ -144,8 +144,10 @@ func (e *Enqueuer) send1(ctx context.Context, cmd *redis.Cmd, marker string) (re
 		return replicaWait{}, nil
 	}
 	p := &pending{ctx: ctx, script: cmd, size: argsSize(cmd.Args()), marker: marker, done: make(chan []*pending, 1)}
-	err := e.submit(ctx, p)
-	return p.wait, err
+	if err := e.submit(ctx, p); err != nil {
+		return replicaWait{}, err // p may still be in a pipeline in flight, its wait being written
+	}
+	return p.wait, nil
 }
 
 // submit sends p, alone or with others, and returns once p's result is in p, or with ctx's
