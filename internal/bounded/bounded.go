@@ -4,6 +4,7 @@ package bounded
 
 import (
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -21,10 +22,11 @@ func Cut(s string, n int, tail string) string {
 }
 
 // Text makes s fit on one line of at most n bytes (plus an ellipsis when cut): invalid UTF-8
-// becomes '?' and control characters become spaces.
+// becomes '?', and control characters (C0, DEL, C1) and the Unicode line and paragraph
+// separators become spaces.
 func Text(s string, n int) string {
 	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
 			return ' '
 		}
 		return r

@@ -24,6 +24,9 @@ func TestText(t *testing.T) {
 	if got := Text("a\nb\x00cé\x7f", 100); got != "a b cé " {
 		t.Errorf("control characters: got %q", got)
 	}
+	if got := Text("a\u0085b\u2028c\u2029d", 100); got != "a b c d" {
+		t.Errorf("C1 and Unicode line breaks: got %q", got)
+	}
 	if got := Text("a\xffb", 100); got != "a?b" {
 		t.Errorf("invalid UTF-8: got %q", got)
 	}

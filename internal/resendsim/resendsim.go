@@ -260,8 +260,9 @@ func (s *Sim) api(pattern string, h func(w http.ResponseWriter, r *http.Request,
 		case k != nil && k.down:
 			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
 				_ = conn.Close()
+				return
 			}
-			return
+			panic(http.ErrAbortHandler) // no hijacking (HTTP/2): abort the stream unanswered
 		case !ok || key == "":
 			s.stats.unauthorized++
 			writeError(w, http.StatusUnauthorized, "missing_api_key", "Missing API key in the authorization header")
