@@ -258,45 +258,48 @@ func webhook(ns, name, redisURL string) *v1alpha1.ResendWebhook {
 // heap), for tests that grep them.
 var managerLogs testutil.LogBuffer
 
-// secretsInLogs sees every log line of the managers, debug included, and keeps only the
-// secrets (tests' Resend API keys) it found in one, so a key in a debug line fails its test
-// without keeping megabytes of logs.
+// secretsInLogs sees every log line of the managers, debug included, and keeps only what tests
+// ask of it: whether a watched secret (a test's Resend API key) was in a line, and how many
+// lines named the test's namespace. So a key in a debug line fails its test without keeping
+// megabytes of logs.
 var secretsInLogs secretScanner
 
 type secretScanner struct {
 	mu      sync.Mutex
-	secrets []string
-	found   map[string]bool
-	lines   int
+	watched map[string]string // secret → namespace
+	found   map[string]bool   // secret → seen in a line
+	lines   map[string]int    // namespace → lines naming it
 }
 
-func (s *secretScanner) watch(secret string) {
+func (s *secretScanner) watch(secret, namespace string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.secrets = append(s.secrets, secret)
+	if s.watched == nil {
+		s.watched, s.found, s.lines = map[string]string{}, map[string]bool{}, map[string]int{}
+	}
+	s.watched[secret] = namespace
 }
 
 // Write takes one log line (slog handlers write a record at a time).
 func (s *secretScanner) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.lines++
-	for _, secret := range s.secrets {
+	for secret, ns := range s.watched {
 		if bytes.Contains(p, []byte(secret)) {
-			if s.found == nil {
-				s.found = map[string]bool{}
-			}
 			s.found[secret] = true
+		}
+		if bytes.Contains(p, []byte(ns)) {
+			s.lines[ns]++
 		}
 	}
 	return len(p), nil
 }
 
-// leaked says whether a line held secret, and how many lines were scanned in all.
-func (s *secretScanner) leaked(secret string) (bool, int) {
+// seen says whether a line held secret, and how many lines named its namespace.
+func (s *secretScanner) seen(secret string) (leaked bool, linesOfNamespace int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.found[secret], s.lines
+	return s.found[secret], s.lines[s.watched[secret]]
 }
 
 // testLogger shows the manager's errors (or everything with RWH_TEST_LOG=debug) on stderr,
